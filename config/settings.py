@@ -1,0 +1,413 @@
+"""Typed stack settings: the one validated view of a stack's Pulumi config.
+
+Every setting is declared once, in the `config:` block of `Pulumi.yaml` (type, description,
+default); a stack file (`Pulumi.<stack>.yaml`) overrides some. This module gives those values
+types and checks them, so bad configuration fails before any resource is registered, with a
+message naming the key, the bad value and what is expected. It holds no default value of its
+own: the numbers (SLO targets, ports, retention) live in stack config and nowhere else.
+
+Secrets are never read here: the model only knows which secret keys are set, because the
+renderers point services at secret *files* and the components deliver the values.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PROJECT = "observability"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+STACKS = ("dev", "staging", "prod")
+
+
+class SettingsError(Exception):
+    """A stack setting is missing or wrong; the message names the key, value and expectation."""
+
+
+# --- the services ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What never varies between stacks for one service: its config-key prefix and role."""
+
+    name: str  # container/network alias/Loki label, e.g. "mime-server"
+    key: str  # Pulumi config key prefix, e.g. "mimeServer"
+    remote_image: bool  # pulled by tag (True) or built from this repository (False)
+    published: bool  # has a host port
+    container_port: int | None = None
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("prometheus", "prometheus", True, True, 9090),
+    ServiceSpec("grafana", "grafana", True, True, 3000),
+    ServiceSpec("alertmanager", "alertmanager", True, True, 9093),
+    ServiceSpec("loki", "loki", True, True, 3100),
+    ServiceSpec("alloy", "alloy", True, True, 12345),
+    ServiceSpec("promtail", "promtail", True, True, 9080),
+    ServiceSpec("jaeger", "jaeger", True, True, 16686),
+    ServiceSpec("mime-server", "mimeServer", False, True, 8080),
+    ServiceSpec("mockup-gateway", "gateway", False, True, 8000),
+    ServiceSpec("backup", "backup", False, False),
+    ServiceSpec("webhook-receiver", "webhookReceiver", False, False),
+)
+SERVICE_BY_NAME = {s.name: s for s in SERVICES}
+
+# Per-service key suffixes: <key>Image (remote images only), <key>MemoryMb, <key>Port and
+# <key>BindAddress (published services only).
+_SECRET_KEYS = (
+    "slackWebhookAlerts",
+    "slackWebhookOpsCritical",
+    "pagerdutyRoutingKey",
+    "backupS3AccessKeyId",
+    "backupS3SecretAccessKey",
+)
+ALERT_SECRET_KEYS = ("slackWebhookAlerts", "slackWebhookOpsCritical", "pagerdutyRoutingKey")
+
+
+class ServiceSettings(BaseModel):
+    """One service's image, memory limit and host binding."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    image: str | None
+    memory_mb: int = Field(gt=0)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    bind_address: str | None = None
+    container_port: int | None = None
+
+
+class SloTargets(BaseModel):
+    """Availability, error-rate and latency objectives of one commitment (SLA or SLO)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    availability: float
+    error_rate: float
+    latency_seconds: float
+    latency_percentile: float
+
+
+class StackSettings(BaseModel):
+    """Every setting of one stack, typed and validated. Field aliases are the Pulumi keys."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+    stack: str
+    secrets_set: frozenset[str] = frozenset()
+
+    bind_address: str = Field(alias="bindAddress")
+    allow_public_ports: bool = Field(alias="allowPublicPorts")
+    tracing_enabled: bool = Field(alias="tracingEnabled")
+    logs_enabled: bool = Field(alias="logsEnabled")
+    alerting_enabled: bool = Field(alias="alertingEnabled")
+    log_shipper: Literal["alloy", "promtail"] = Field(alias="logShipper")
+
+    scrape_interval: str = Field(alias="scrapeInterval", pattern=r"^[1-9][0-9]*(ms|s|m|h)$")
+    evaluation_interval: str = Field(alias="evaluationInterval", pattern=r"^[1-9][0-9]*(ms|s|m|h)$")
+    prometheus_retention_days: int = Field(alias="prometheusRetentionDays", gt=0)
+    loki_retention_days: int = Field(alias="lokiRetentionDays", gt=0)
+    jaeger_max_traces: int = Field(alias="jaegerMaxTraces", gt=0)
+    grafana_admin_user: str = Field(alias="grafanaAdminUser", min_length=1)
+
+    sla_availability: float = Field(alias="slaAvailability")
+    sla_error_rate: float = Field(alias="slaErrorRate")
+    sla_latency_seconds: float = Field(alias="slaLatencySeconds", gt=0)
+    sla_latency_percentile: float = Field(alias="slaLatencyPercentile")
+    slo_availability: float = Field(alias="sloAvailability")
+    slo_error_rate: float = Field(alias="sloErrorRate")
+    slo_latency_seconds: float = Field(alias="sloLatencySeconds", gt=0)
+    slo_latency_percentile: float = Field(alias="sloLatencyPercentile")
+    slo_window_days: int = Field(alias="sloWindowDays", gt=0)
+    error_budget_alert_consumed: float = Field(alias="errorBudgetAlertConsumed", gt=0, lt=1)
+
+    alert_group_wait: str = Field(alias="alertGroupWait", pattern=r"^[0-9]+(ms|s|m|h)$")
+    alert_group_interval: str = Field(alias="alertGroupInterval", pattern=r"^[1-9][0-9]*(ms|s|m|h)$")
+    alert_repeat_interval: str = Field(alias="alertRepeatInterval", pattern=r"^[1-9][0-9]*(ms|s|m|h)$")
+    alert_secrets_required: bool = Field(alias="alertSecretsRequired")
+    slack_channel_alerts: str = Field(alias="slackChannelAlerts", pattern=r"^#[a-z0-9_-]+$")
+    slack_channel_ops_critical: str = Field(alias="slackChannelOpsCritical", pattern=r"^#[a-z0-9_-]+$")
+    pagerduty_url: str = Field(alias="pagerdutyUrl", pattern=r"^https?://")
+
+    mime_server_max_upload_bytes: int = Field(alias="mimeServerMaxUploadBytes", gt=0)
+    fault_injection_enabled: bool = Field(alias="faultInjectionEnabled")
+    gateway_rate_limit: float = Field(alias="gatewayRateLimit", gt=0)
+    gateway_rate_burst: int = Field(alias="gatewayRateBurst", gt=0)
+    gateway_upstream_timeout_seconds: float = Field(alias="gatewayUpstreamTimeoutSeconds", gt=0)
+
+    backup_enabled: bool = Field(alias="backupEnabled")
+    backup_interval_hours: int = Field(alias="backupIntervalHours", gt=0)
+    backup_keep_last: int = Field(alias="backupKeepLast", ge=1)
+    backup_max_age_days: int = Field(alias="backupMaxAgeDays", ge=1)
+    backup_compression: Literal["gz", "zst"] = Field(alias="backupCompression")
+    backup_s3_bucket: str = Field(alias="backupS3Bucket")
+    backup_s3_prefix: str = Field(alias="backupS3Prefix")
+    backup_s3_endpoint: str = Field(alias="backupS3Endpoint")
+
+    services: dict[str, ServiceSettings]
+
+    # -- derived views ---------------------------------------------------------------------
+
+    @property
+    def sla(self) -> SloTargets:
+        return SloTargets(
+            availability=self.sla_availability,
+            error_rate=self.sla_error_rate,
+            latency_seconds=self.sla_latency_seconds,
+            latency_percentile=self.sla_latency_percentile,
+        )
+
+    @property
+    def slo(self) -> SloTargets:
+        return SloTargets(
+            availability=self.slo_availability,
+            error_rate=self.slo_error_rate,
+            latency_seconds=self.slo_latency_seconds,
+            latency_percentile=self.slo_latency_percentile,
+        )
+
+    @property
+    def enabled_services(self) -> tuple[str, ...]:
+        """The services this stack deploys, in declaration order."""
+        names = ["prometheus", "grafana", "mime-server", "mockup-gateway"]
+        if self.alerting_enabled:
+            names.append("alertmanager")
+            if not self.alert_receivers_external:
+                names.append("webhook-receiver")
+        if self.logs_enabled:
+            names += ["loki", self.log_shipper]
+        if self.tracing_enabled:
+            names.append("jaeger")
+        if self.backup_enabled:
+            names.append("backup")
+        return tuple(n for n in SERVICE_BY_NAME if n in names)
+
+    @property
+    def alert_receivers_external(self) -> bool:
+        """True when every alert secret is set: notifications go to Slack and PagerDuty."""
+        return all(k in self.secrets_set for k in ALERT_SECRET_KEYS)
+
+    def service(self, name: str) -> ServiceSettings:
+        return self.services[name]
+
+    def container_name(self, name: str) -> str:
+        return f"{self.stack}-{name}"
+
+    # -- cross-field validation -------------------------------------------------------------
+
+    @model_validator(mode="after")
+    def _check(self) -> "StackSettings":
+        for key, value in (
+            ("slaAvailability", self.sla_availability),
+            ("sloAvailability", self.slo_availability),
+            ("slaErrorRate", self.sla_error_rate),
+            ("sloErrorRate", self.slo_error_rate),
+            ("slaLatencyPercentile", self.sla_latency_percentile),
+            ("sloLatencyPercentile", self.slo_latency_percentile),
+        ):
+            if not 0 < value < 1:
+                raise _err(key, value, "a ratio strictly between 0 and 1 (e.g. 0.999 for 99.9%)")
+        if self.slo_availability < self.sla_availability:
+            raise _err("sloAvailability", self.slo_availability,
+                       f"at least slaAvailability ({self.sla_availability}): an SLO looser than its SLA")
+        if self.slo_error_rate > self.sla_error_rate:
+            raise _err("sloErrorRate", self.slo_error_rate,
+                       f"at most slaErrorRate ({self.sla_error_rate}): an SLO looser than its SLA")
+        if self.slo_latency_seconds > self.sla_latency_seconds:
+            raise _err("sloLatencySeconds", self.slo_latency_seconds,
+                       f"at most slaLatencySeconds ({self.sla_latency_seconds}): an SLO looser than its SLA")
+        if self.slo_latency_percentile < self.sla_latency_percentile:
+            raise _err("sloLatencyPercentile", self.slo_latency_percentile,
+                       f"at least slaLatencyPercentile ({self.sla_latency_percentile})")
+        _check_address("bindAddress", self.bind_address)
+        if self.backup_s3_bucket and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.backup_s3_bucket):
+            raise _err("backupS3Bucket", self.backup_s3_bucket, "a valid S3 bucket name, or empty for no upload")
+
+        enabled = set(self.enabled_services)
+        used: dict[tuple[int], str] = {}
+        for svc in self.services.values():
+            spec = SERVICE_BY_NAME[svc.name]
+            if spec.remote_image:
+                _check_image(f"{spec.key}Image", svc.image or "")
+            if svc.name not in enabled or svc.port is None:
+                continue
+            addr = svc.bind_address or self.bind_address
+            _check_address(f"{spec.key}BindAddress", addr)
+            if _is_public(addr) and not self.allow_public_ports:
+                raise _err(f"{spec.key}BindAddress" if svc.bind_address else "bindAddress", addr,
+                           "a loopback or specific address; binding every interface needs "
+                           "`pulumi config set allowPublicPorts true`")
+            if svc.port in used:
+                raise _err(f"{spec.key}Port", svc.port,
+                           f"a host port not already used by {used[svc.port]}")
+            used[svc.port] = svc.name
+
+        if self.alerting_enabled and self.alert_secrets_required:
+            missing = [k for k in ALERT_SECRET_KEYS if k not in self.secrets_set]
+            if missing:
+                cmds = "; ".join(f"pulumi config set --secret {k} <value> --stack {self.stack}" for k in missing)
+                raise SettingsError(
+                    f"stack {self.stack!r} requires the alert secrets {', '.join(missing)} "
+                    f"(alertSecretsRequired is true) but they are not set. Run: {cmds}")
+        return self
+
+
+def _err(key: str, value: object, expected: str) -> SettingsError:
+    return SettingsError(f"{PROJECT}:{key} = {value!r}: expected {expected}")
+
+
+def _check_address(key: str, addr: str) -> None:
+    try:
+        ipaddress.ip_address(addr)
+    except ValueError:
+        raise _err(key, addr, "an IP address such as 127.0.0.1") from None
+
+
+def _is_public(addr: str) -> bool:
+    return ipaddress.ip_address(addr).is_unspecified
+
+
+_REPO = re.compile(r"^[a-z0-9]([a-z0-9._/-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def image_tag(image: str) -> tuple[str, str | None, str | None]:
+    """Split an image reference into (repository, tag, digest)."""
+    ref, _, digest = image.partition("@")
+    repo, tag = ref, None
+    head, sep, tail = ref.rpartition(":")
+    if sep and "/" not in tail:
+        repo, tag = head, tail
+    return repo, tag, digest or None
+
+
+def _check_image(key: str, image: str) -> None:
+    repo, tag, digest = image_tag(image)
+    if (not _REPO.match(repo) or (tag is not None and not _TAG.match(tag))
+            or (digest is not None and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest))):
+        raise _err(key, image, "an image reference such as prom/prometheus:v3.16.0")
+    if tag == "latest":
+        raise _err(key, image, "a pinned tag, never `latest`")
+    if tag is None and digest is None:
+        raise _err(key, image, "an image pinned by tag or digest, e.g. prom/prometheus:v3.16.0")
+
+
+# --- schema: the keys, their types and defaults, as declared in Pulumi.yaml ------------------
+
+
+def project_file(project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
+    return yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
+
+
+def declared_config(project_dir: Path = PROJECT_DIR) -> dict[str, dict[str, Any]]:
+    """The `config:` block of Pulumi.yaml: key -> {type, description, default, secret}."""
+    return dict(project_file(project_dir).get("config") or {})
+
+
+def model_keys() -> set[str]:
+    """Every Pulumi key the settings model reads (flat fields, per-service keys, secrets)."""
+    keys = {f.alias for name, f in StackSettings.model_fields.items() if f.alias}
+    for spec in SERVICES:
+        keys.add(f"{spec.key}MemoryMb")
+        if spec.remote_image:
+            keys.add(f"{spec.key}Image")
+        if spec.published:
+            keys |= {f"{spec.key}Port", f"{spec.key}BindAddress"}
+    return keys | set(_SECRET_KEYS)
+
+
+def secret_keys() -> tuple[str, ...]:
+    return _SECRET_KEYS
+
+
+def defaults(project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
+    return {k: v["default"] for k, v in declared_config(project_dir).items() if "default" in v}
+
+
+def stack_file_values(stack: str, project_dir: Path = PROJECT_DIR) -> tuple[dict[str, Any], set[str]]:
+    """Plain values and the names of secret keys set in Pulumi.<stack>.yaml (secrets not read)."""
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise SettingsError(f"stack file {path} not found: expected one of "
+                            f"{', '.join(f'Pulumi.{s}.yaml' for s in STACKS)} or `pulumi stack init {stack}`")
+    data = yaml.safe_load(path.read_text()) or {}
+    values: dict[str, Any] = {}
+    secrets: set[str] = set()
+    for full, value in (data.get("config") or {}).items():
+        ns, _, key = full.partition(":")
+        if ns != PROJECT:
+            continue
+        if isinstance(value, dict) and "secure" in value:
+            secrets.add(key)
+        else:
+            values[key] = value
+    return values, secrets
+
+
+def from_values(stack: str, values: Mapping[str, Any], secrets_set: set[str] | frozenset[str] = frozenset(),
+                project_dir: Path = PROJECT_DIR) -> StackSettings:
+    """Build and validate settings from Pulumi.yaml defaults overlaid with `values`."""
+    declared = declared_config(project_dir)
+    unknown = sorted(set(values) - set(declared))
+    if unknown:
+        raise SettingsError(f"{PROJECT}:{unknown[0]} is not a setting of this project: expected one of the keys "
+                            f"declared in Pulumi.yaml (see README, 'Settings')")
+    merged = {**defaults(project_dir), **{k: v for k, v in values.items() if v is not None}}
+    for k in secrets_set:
+        if k not in _SECRET_KEYS:
+            raise SettingsError(f"{PROJECT}:{k} is set as a secret but is not a secret setting: "
+                                f"expected plain `pulumi config set {k} <value>`")
+    services: dict[str, dict[str, Any]] = {}
+    for spec in SERVICES:
+        bind = merged.pop(f"{spec.key}BindAddress", None) if spec.published else None
+        services[spec.name] = {
+            "name": spec.name,
+            "image": merged.pop(f"{spec.key}Image", None),
+            "memory_mb": merged.pop(f"{spec.key}MemoryMb", None),
+            "port": merged.pop(f"{spec.key}Port", None) if spec.published else None,
+            "bind_address": bind or None,
+            "container_port": spec.container_port,
+        }
+    for k in _SECRET_KEYS:
+        merged.pop(k, None)
+    try:
+        return StackSettings(stack=stack, secrets_set=frozenset(secrets_set), services=services, **merged)
+    except ValidationError as exc:
+        raise _from_validation_error(exc, merged, services) from None
+
+
+def _from_validation_error(exc: ValidationError, flat: Mapping[str, Any],
+                           services: Mapping[str, Mapping[str, Any]]) -> SettingsError:
+    first = exc.errors()[0]
+    loc = first["loc"]
+    if loc and loc[0] == "services" and len(loc) >= 3:
+        spec = SERVICE_BY_NAME[str(loc[1])]
+        suffix = {"memory_mb": "MemoryMb", "port": "Port", "image": "Image"}.get(str(loc[2]), str(loc[2]))
+        key = f"{spec.key}{suffix}"
+    else:
+        key = str(loc[0]) if loc else "?"
+    ctx = first.get("ctx") or {}
+    expected = first["msg"]
+    if first["type"] == "literal_error":
+        expected = f"one of {ctx.get('expected')}"
+    elif first["type"] == "string_pattern_mismatch":
+        pattern = str(ctx.get("pattern"))
+        expected = ("a duration such as 30s or 5m" if "(ms|s|m|h)" in pattern
+                    else "a Slack channel such as #alerts" if pattern.startswith("^#")
+                    else f"a value matching {pattern}")
+    elif "missing" == first["type"]:
+        return SettingsError(f"{PROJECT}:{key} is not set and has no default in Pulumi.yaml")
+    return _err(key, first.get("input"), expected.replace("Input should be ", "a value ").replace("Input ", "a value "))
+
+
+def load_stack(stack: str, project_dir: Path = PROJECT_DIR) -> StackSettings:
+    """Settings of a stack from its stack file, as `pulumi up` would see them (for render/tests)."""
+    values, secrets = stack_file_values(stack, project_dir)
+    return from_values(stack, values, secrets, project_dir)
