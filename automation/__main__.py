@@ -1,0 +1,6 @@
+"""Entry point for ``python -m automation COMMAND``."""
+
+from automation.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""Streaming a directory tree into tar bytes, hashing every file on the way (constant memory).
+
+Members are ``data`` (the source directory itself) and ``data/<relative path>``; the manifest
+(see :mod:`automation.manifest`) is the last member. Files that shrink, grow or vanish while
+being read are handled like GNU tar does (archive what was read, pad, warn), and reported.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import stat
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Protocol
+
+from automation.manifest import DATA_ROOT, DIR, FILE, MEMBER, SYMLINK, Entry, EntryLog
+
+BLOCK = tarfile.BLOCKSIZE
+RECORD = tarfile.RECORDSIZE
+CHUNK = 1 << 20
+
+
+class Sink(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+
+@dataclass
+class ArchiveStats:
+    """What went into an archive, and what changed under our feet while it was written."""
+
+    entries: int = 0
+    files: int = 0
+    bytes: int = 0
+    changed: list[str] = field(default_factory=list)
+    vanished: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _member_name(relative: str) -> str:
+    return f"{DATA_ROOT}/{relative}" if relative else DATA_ROOT
+
+
+def _header(name: str, kind: bytes, st: os.stat_result, size: int = 0, target: str = "") -> bytes:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.size = size
+    info.mtime = int(st.st_mtime)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.linkname = target
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def _pad(size: int) -> bytes:
+    return b"\0" * (-size % BLOCK)
+
+
+def scan_totals(source: Path, excludes: list[str]) -> tuple[int, int]:
+    """Count regular files and their bytes (for the progress bar); cheap, metadata only."""
+    files = total = 0
+    for _relative, entry_stat in walk(source, excludes):
+        if stat.S_ISREG(entry_stat.st_mode):
+            files += 1
+            total += entry_stat.st_size
+    return files, total
+
+
+def _excluded(relative: str, excludes: list[str]) -> bool:
+    name = relative.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(relative, p) for p in excludes)
+
+
+def walk(source: Path, excludes: list[str]) -> Iterator[tuple[str, os.stat_result]]:
+    """Yield (relative posix path, lstat) depth-first in sorted order, the root first as ""; links not followed."""
+    yield "", os.lstat(source)
+    stack: list[str] = [""]
+    while stack:
+        relative_dir = stack.pop()
+        directory = source / relative_dir if relative_dir else source
+        try:
+            with os.scandir(directory) as it:
+                children = sorted(it, key=lambda e: e.name)
+        except FileNotFoundError:
+            continue
+        subdirs: list[str] = []
+        for child in children:
+            relative = f"{relative_dir}/{child.name}" if relative_dir else child.name
+            if _excluded(relative, excludes):
+                continue
+            try:
+                child_stat = child.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            yield relative, child_stat
+            if stat.S_ISDIR(child_stat.st_mode):
+                subdirs.append(relative)
+        stack.extend(reversed(subdirs))
+
+
+def _copy_file(
+    path: Path, relative: str, sink: Sink, stats: ArchiveStats, on_bytes: Callable[[int], None]
+) -> Entry | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, OSError):
+        stats.vanished.append(relative)
+        return None
+    try:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            stats.skipped.append(relative)
+            return None
+        size = before.st_size
+        sink.write(_header(_member_name(relative), tarfile.REGTYPE, before, size))
+        digest = hashlib.sha256()
+        remaining = size
+        while remaining:
+            chunk = os.read(fd, min(CHUNK, remaining))
+            if not chunk:  # shrank while reading: pad like GNU tar so the stream stays valid
+                chunk = b"\0" * min(CHUNK, remaining)
+                if relative not in stats.changed:
+                    stats.changed.append(relative)
+            digest.update(chunk)
+            sink.write(chunk)
+            remaining -= len(chunk)
+            on_bytes(len(chunk))
+        sink.write(_pad(size))
+        after = os.fstat(fd)
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) and relative not in stats.changed:
+            stats.changed.append(relative)
+    finally:
+        os.close(fd)
+    return Entry(relative, FILE, stat.S_IMODE(before.st_mode), size, digest.hexdigest(), before.st_mtime_ns)
+
+
+def write_archive(
+    source: Path,
+    sink: Sink,
+    excludes: list[str] | None = None,
+    on_bytes: Callable[[int], None] = lambda n: None,
+) -> ArchiveStats:
+    """Write a complete tar stream of ``source`` (members, manifest, end-of-archive blocks) into ``sink``."""
+    excludes = excludes or []
+    stats = ArchiveStats()
+    log = EntryLog()
+    written = 0
+
+    class _Counting:
+        def write(self, data: bytes) -> None:
+            nonlocal written
+            written += len(data)
+            sink.write(data)
+
+    out = _Counting()
+    try:
+        for relative, entry_stat in walk(source, excludes):
+            mode = entry_stat.st_mode
+            name = _member_name(relative)
+            entry: Entry | None
+            if stat.S_ISDIR(mode):
+                out.write(_header(name, tarfile.DIRTYPE, entry_stat))
+                entry = Entry(relative, DIR, stat.S_IMODE(mode), mtime_ns=entry_stat.st_mtime_ns)
+            elif stat.S_ISLNK(mode):
+                try:
+                    target = os.readlink(source / relative)
+                except FileNotFoundError:
+                    stats.vanished.append(relative)
+                    continue
+                out.write(_header(name, tarfile.SYMTYPE, entry_stat, target=target))
+                entry = Entry(relative, SYMLINK, stat.S_IMODE(mode), mtime_ns=entry_stat.st_mtime_ns, target=target)
+            elif stat.S_ISREG(mode):
+                entry = _copy_file(source / relative, relative, out, stats, on_bytes)
+            else:  # sockets, fifos, devices: not data a volume backup should carry
+                stats.skipped.append(relative)
+                entry = None
+            if entry is not None:
+                log.add(entry)
+        header = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": str(source)}
+        manifest = log.render(header)
+        manifest.seek(0, 2)
+        size = manifest.tell()
+        manifest.seek(0)
+        info = tarfile.TarInfo(MEMBER)
+        info.size, info.mode, info.mtime = size, 0o644, int(time.time())
+        out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        while chunk := manifest.read(CHUNK):
+            out.write(chunk)
+        out.write(_pad(size))
+        out.write(b"\0" * (2 * BLOCK))
+        out.write(b"\0" * (-written % RECORD))
+        stats.entries, stats.files, stats.bytes = log.entries, log.files, log.bytes
+    finally:
+        log.close()
+    return stats

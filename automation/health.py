@@ -1,0 +1,102 @@
+"""Concurrent health checks of HTTP endpoints, each bounded by a deadline with retries of fast failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass
+from typing import Mapping
+
+import httpx
+
+from automation.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+from automation.targets import url_problem
+
+HEALTHY = "healthy"
+UNHEALTHY = "unhealthy"  # answered, but not with 2xx
+TIMEOUT = "timeout"
+UNREACHABLE = "unreachable"  # connection refused, reset, DNS failure
+INVALID = "invalid"  # configuration: the URL cannot be checked at all
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Outcome of checking one service."""
+
+    service: str
+    url: str
+    status: str
+    http_status: int | None
+    latency_ms: float | None
+    attempts: int
+    detail: str
+
+    @property
+    def healthy(self) -> bool:
+        return self.status == HEALTHY
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self) | {"healthy": self.healthy}
+
+
+@dataclass(frozen=True)
+class CheckPolicy:
+    """How hard to try: ``timeout`` is the whole budget of one target, retries included."""
+
+    timeout_s: float = 2.0
+    retries: int = 2
+    backoff_s: float = 0.1
+
+
+async def _check_one(client: httpx.AsyncClient, service: str, url: str, policy: CheckPolicy) -> CheckResult:
+    problem = url_problem(url)
+    if problem:
+        return CheckResult(service, url, INVALID, None, None, 0, problem)
+    deadline = time.monotonic() + policy.timeout_s
+    attempt = 0
+    backoff = policy.backoff_s
+    while True:
+        attempt += 1
+        remaining = deadline - time.monotonic()
+        started = time.monotonic()
+        try:
+            response = await client.get(url, timeout=max(remaining, 0.001))
+            latency = (time.monotonic() - started) * 1000
+            if 200 <= response.status_code < 300:
+                return CheckResult(service, url, HEALTHY, response.status_code, latency, attempt, "")
+            status, code = UNHEALTHY, response.status_code
+            detail = f"HTTP {response.status_code}, expected 2xx"
+        except httpx.TimeoutException:
+            return CheckResult(
+                service, url, TIMEOUT, None, None, attempt, f"no answer within {policy.timeout_s:g} s"
+            )
+        except httpx.HTTPError as exc:
+            status, code, latency = UNREACHABLE, None, None
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        # Retry only while the budget allows one more attempt after the pause.
+        if attempt > policy.retries or time.monotonic() + backoff >= deadline:
+            return CheckResult(service, url, status, code, latency, attempt, detail)
+        await asyncio.sleep(backoff)
+        backoff *= 2
+
+
+async def check_all(endpoints: Mapping[str, str], policy: CheckPolicy) -> list[CheckResult]:
+    """Check every endpoint at once; results come back in the order of ``endpoints``."""
+    limits = httpx.Limits(max_connections=max(len(endpoints), 1), max_keepalive_connections=0)
+    # trust_env=False: health URLs are internal; a corporate HTTP proxy must not answer for them.
+    async with httpx.AsyncClient(limits=limits, trust_env=False, follow_redirects=False) as client:
+        return list(
+            await asyncio.gather(*(_check_one(client, name, url, policy) for name, url in endpoints.items()))
+        )
+
+
+def run_checks(endpoints: Mapping[str, str], policy: CheckPolicy) -> list[CheckResult]:
+    """Synchronous front of :func:`check_all`."""
+    return asyncio.run(check_all(endpoints, policy))
+
+
+def exit_code(results: list[CheckResult]) -> int:
+    """0 all healthy, 3 any target invalid (or none at all), else 1 if any is unhealthy."""
+    if not results or any(r.status == INVALID for r in results):
+        return EXIT_CONFIG
+    return EXIT_OK if all(r.healthy for r in results) else EXIT_FAILED
