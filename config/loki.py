@@ -1,0 +1,98 @@
+"""loki.yaml: single-binary Loki 3.7 on one host, filesystem storage, retention by the compactor.
+
+The container mounts this file at /etc/loki/loki.yaml and a data volume at /loki. Every path
+Loki writes lies under /loki, so that one volume holds chunks, index, compactor state and
+delete requests. Retention comes from the stack setting `lokiRetentionDays`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from config.settings import StackSettings
+
+CONFIG_PATH = "/etc/loki/loki.yaml"
+DATA_DIR = "/loki"
+HTTP_PORT = 3100
+GRPC_PORT = 9096
+PUSH_PATH = "/loki/api/v1/push"
+PUSH_URL = f"http://loki:{HTTP_PORT}{PUSH_PATH}"
+SCHEMA_FROM = "2024-04-01"  # first day of the v13 period; must never change once logs exist
+
+# Limits sized for one Docker host with a few services (see README "Logs"): the two services
+# log one line per request, so a few MB/s and a few thousand streams leave ample headroom.
+INGESTION_RATE_MB = 4
+INGESTION_BURST_MB = 8
+MAX_GLOBAL_STREAMS = 5000
+MAX_LABEL_NAMES_PER_SERIES = 15
+MAX_LINE_SIZE = "256KB"
+MAX_QUERY_SERIES = 1000
+RESULTS_CACHE_MB = 100
+
+
+def retention_period(settings: StackSettings) -> str:
+    """Retention as a Loki duration in hours (Loki's `d` unit is not accepted everywhere)."""
+    return f"{settings.loki_retention_days * 24}h"
+
+
+def loki_config(settings: StackSettings) -> dict[str, Any]:
+    """The loki.yaml document as data (tests read it; `render_loki` writes it)."""
+    retention = retention_period(settings)
+    return {
+        "auth_enabled": False,
+        "server": {"http_listen_port": HTTP_PORT, "grpc_listen_port": GRPC_PORT, "log_level": "info",
+                   "log_format": "json"},
+        "common": {
+            "instance_addr": "127.0.0.1",
+            "path_prefix": DATA_DIR,
+            "replication_factor": 1,
+            "ring": {"kvstore": {"store": "inmemory"}},
+            "storage": {"filesystem": {"chunks_directory": f"{DATA_DIR}/chunks",
+                                       "rules_directory": f"{DATA_DIR}/rules"}},
+        },
+        "schema_config": {"configs": [{
+            "from": SCHEMA_FROM,
+            "store": "tsdb",
+            "object_store": "filesystem",
+            "schema": "v13",
+            "index": {"prefix": "index_", "period": "24h"},
+        }]},
+        "storage_config": {
+            "tsdb_shipper": {"active_index_directory": f"{DATA_DIR}/tsdb-index",
+                             "cache_location": f"{DATA_DIR}/tsdb-cache"},
+            "filesystem": {"directory": f"{DATA_DIR}/chunks"},
+        },
+        "compactor": {
+            "working_directory": f"{DATA_DIR}/compactor",
+            "compaction_interval": "10m",
+            "retention_enabled": True,
+            "retention_delete_delay": "2h",
+            "retention_delete_worker_count": 50,
+            "delete_request_store": "filesystem",
+        },
+        "limits_config": {
+            "retention_period": retention,
+            "ingestion_rate_mb": INGESTION_RATE_MB,
+            "ingestion_burst_size_mb": INGESTION_BURST_MB,
+            "max_global_streams_per_user": MAX_GLOBAL_STREAMS,
+            "max_label_names_per_series": MAX_LABEL_NAMES_PER_SERIES,
+            "max_line_size": MAX_LINE_SIZE,
+            "max_query_series": MAX_QUERY_SERIES,
+            "reject_old_samples": True,
+            "reject_old_samples_max_age": retention,
+            "max_query_lookback": retention,
+            "allow_structured_metadata": True,
+            "volume_enabled": True,
+        },
+        "query_range": {"results_cache": {"cache": {"embedded_cache": {"enabled": True,
+                                                                        "max_size_mb": RESULTS_CACHE_MB}}}},
+        "analytics": {"reporting_enabled": False},
+    }
+
+
+def render_loki(settings: StackSettings) -> str:
+    """loki.yaml text for the stack."""
+    return ("# Rendered by config/loki.py; edit the renderer or the stack settings, not this file.\n"
+            + yaml.safe_dump(loki_config(settings), sort_keys=False))
