@@ -1,0 +1,1 @@
+"""Pulumi ComponentResources of the observability stack; config-file text comes from `config/`."""

@@ -1,0 +1,55 @@
+"""Images the stack builds from this repository, tagged by the hash of their sources (never `latest`)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pulumi
+import pulumi_docker as docker
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def source_hash(*paths: Path) -> str:
+    """First 12 hex digits of the sha256 over every file under `paths` (names and bytes)."""
+    digest = hashlib.sha256()
+    for root in paths:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for f in files:
+            if "__pycache__" in f.parts or f.suffix == ".pyc":
+                continue
+            digest.update(str(f.relative_to(PROJECT_DIR)).encode())
+            digest.update(f.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def built_image(name: str, repository: str, context: Path, dockerfile: Path, sources: list[Path],
+                parent: pulumi.Resource) -> docker.Image:
+    """A local image built by `pulumi up` (not pushed), tagged with its source hash."""
+    tag = source_hash(*sources)
+    return docker.Image(
+        name,
+        image_name=f"{repository}:{tag}",
+        build=docker.DockerBuildArgs(
+            context=str(context.relative_to(PROJECT_DIR)) or ".",
+            dockerfile=str(dockerfile.relative_to(PROJECT_DIR)),
+            platform="linux/amd64",
+        ),
+        skip_push=True,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def workload_image(parent: pulumi.Resource) -> docker.Image:
+    """mime-server and mockup-gateway: one image, two commands (context: mime_server/)."""
+    src = PROJECT_DIR / "mime_server"
+    return built_image("mime-server-image", "observability/mime-server", src, src / "Dockerfile", [src], parent)
+
+
+def ops_image(parent: pulumi.Resource) -> docker.Image:
+    """The ops image: the automation CLI (scheduled backups) and the local webhook receiver."""
+    return built_image(
+        "ops-image", "observability/ops", PROJECT_DIR, PROJECT_DIR / "ops" / "Dockerfile",
+        [PROJECT_DIR / "ops", PROJECT_DIR / "automation", PROJECT_DIR / "webhook_receiver"], parent,
+    )

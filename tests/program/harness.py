@@ -1,0 +1,146 @@
+"""Runs the Pulumi program under mocks and records every registration the engine would receive.
+
+`run_program("dev")` executes `__main__.py` exactly as `pulumi up` would (Pulumi.yaml defaults
+under the stack file's values, plus overrides and secrets), with a mock monitor that records
+each RegisterResource request: type, name, parent, dependencies, protect and the serialized
+inputs (where secrets still carry Pulumi's secret signature).
+"""
+
+from __future__ import annotations
+
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
+
+from config.settings import PROJECT, PROJECT_DIR, declared_config, stack_file_values
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+FAKE_DIGEST = "sha256:" + "ab" * 32
+
+
+@dataclass
+class Registration:
+    """One resource as registered with the engine."""
+
+    type: str
+    name: str
+    urn: str = ""
+    parent: str | None = None
+    dependencies: list[str] = field(default_factory=list)
+    protect: bool = False
+    inputs: dict[str, Any] = field(default_factory=dict)  # deserialized (secrets unwrapped)
+    raw: dict[str, Any] = field(default_factory=dict)  # serialized (secrets wrapped with SECRET_SIG)
+
+
+@dataclass
+class ProgramRun:
+    stack: str
+    resources: list[Registration]
+    outputs: dict[str, Any]
+
+    def by_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.resources if r.type == type_]
+
+    def by_urn(self) -> dict[str, Registration]:
+        return {r.urn: r for r in self.resources}
+
+    @property
+    def containers(self) -> dict[str, Registration]:
+        return {r.name: r for r in self.by_type("docker:index/container:Container")}
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    """Provider answers: the outputs Docker and random would compute, deterministic."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        state = dict(args.inputs)
+        if args.typ == "docker:index/remoteImage:RemoteImage":
+            state["imageId"] = f"{args.inputs['name']}@{FAKE_DIGEST}"
+            state["repoDigest"] = state["imageId"]
+        elif args.typ == "random:index/randomPassword:RandomPassword":
+            state["result"] = f"generated-{args.name}-0123456789abcdef"
+        elif args.typ == "docker:index/image:Image":
+            state.setdefault("repoDigest", "")
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        return {}
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The mock monitor, keeping each RegisterResource request for the tests."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request):  # noqa: N802 (the gRPC method name)
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            raw = json_format.MessageToDict(request.object)
+            self.registrations.append(Registration(
+                type=request.type,
+                name=request.name,
+                urn=response.urn,
+                parent=request.parent or None,
+                dependencies=list(request.dependencies),
+                protect=bool(request.protect),
+                inputs=self.resources[response.urn].state if response.urn in self.resources else {},
+                raw=raw,
+            ))
+        return response
+
+
+def stack_config(stack: str, overrides: dict[str, Any] | None = None,
+                 secrets: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
+    """The config map the CLI hands the program, and which keys are secret."""
+    values, _ = stack_file_values(stack, PROJECT_DIR)
+    merged: dict[str, Any] = {k: v["default"] for k, v in declared_config().items() if "default" in v}
+    merged |= values | (overrides or {}) | (secrets or {})
+    config = {f"{PROJECT}:{k}": (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in merged.items()}
+    return config, [f"{PROJECT}:{k}" for k in (secrets or {})]
+
+
+def run_program(stack: str, overrides: dict[str, Any] | None = None,
+                secrets: dict[str, str] | None = None) -> ProgramRun:
+    """Run __main__.py for `stack` under mocks; raises what the program raises."""
+    monitor = RecordingMonitor(_Mocks())
+    pulumi_settings.set_root_resource(None)  # a fresh Stack per run
+    pulumi_mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    config, secret_keys = stack_config(stack, overrides, secrets)
+    pulumi.runtime.set_all_config(config, secret_keys)
+
+    outputs: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def _run():
+        runpy.run_path(str(Path(PROJECT_DIR) / "__main__.py"), run_name="__main__")
+        root = pulumi_settings.get_root_resource()
+        exported = getattr(root, "outputs", {}) if root is not None else {}
+        keys = sorted(exported)
+
+        def keep(values: list[Any]) -> None:
+            outputs.update(dict(zip(keys, values)))
+
+        return pulumi.Output.all(*[exported[k] for k in keys]).apply(keep)
+
+    _run()
+    return ProgramRun(stack=stack, resources=list(monitor.registrations), outputs=outputs)
+
+
+STAGING_SECRETS = {
+    "slackWebhookAlerts": "https://hooks.slack.com/services/T000/B000/alerts-secret-value",
+    "slackWebhookOpsCritical": "https://hooks.slack.com/services/T000/B001/ops-secret-value",
+    "pagerdutyRoutingKey": "0123456789abcdef0123456789abcdef",
+}
+
+
+def run_stack(stack: str, overrides: dict[str, Any] | None = None) -> ProgramRun:
+    """Run a committed stack as a user would: staging and prod with their alert secrets set."""
+    return run_program(stack, overrides, None if stack == "dev" else dict(STAGING_SECRETS))
