@@ -1,0 +1,213 @@
+"""mime-server's ASGI application: upload, detect and serve files by content type."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio.to_thread
+from opentelemetry.trace import TracerProvider
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from mime_server import MIME_SERVICE
+from mime_server.detection import Detection, Detector
+from mime_server.errors import ApiError, api_error_handler
+from mime_server.faults import FaultInjector, FaultSpec
+from mime_server.logs import JsonLogger
+from mime_server.metrics import HttpMetrics, MimeMetrics, metrics_response, new_registry
+from mime_server.observe import ObservabilityMiddleware
+from mime_server.storage import ContentStore, InvalidObjectId, ObjectNotFound, PendingUpload, validate_id
+from mime_server.tracing import tracer_provider_from_env
+from mime_server.uploads import Body, clean_filename, read_upload
+
+DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything mime-server needs to start."""
+
+    storage: Path
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    admin_key: str | None = None
+
+
+class MimeServer:
+    """The endpoints and their collaborators (store, detector, faults, telemetry)."""
+
+    def __init__(self, settings: ServerSettings, tracer_provider: TracerProvider,
+                 registry: CollectorRegistry, logger: JsonLogger) -> None:
+        if settings.max_upload_bytes < 1:
+            raise ValueError(f"max_upload_bytes must be positive, got {settings.max_upload_bytes}")
+        self.settings = settings
+        self.store = ContentStore(settings.storage)
+        self.detector = Detector()
+        self.faults = FaultInjector()
+        self.tracer = tracer_provider.get_tracer("mime_server")
+        self.registry = registry
+        self.metrics = MimeMetrics(MIME_SERVICE, registry)
+        self.logger = logger
+        count, total = self.store.usage()
+        self.metrics.stored_objects.set(count)
+        self.metrics.stored_bytes.set(total)
+
+    # -- fault injection -------------------------------------------------------------------------
+
+    def faulty(self, endpoint: Endpoint) -> Endpoint:
+        """Wrap a /v1 endpoint so an active fault can delay it or fail it with 500."""
+
+        async def wrapped(request: Request) -> Response:
+            if await self.faults.apply():
+                self.metrics.faults.inc()
+                raise ApiError(500, "injected_fault", "failure injected by POST /admin/faults",
+                               self.faults.state())
+            return await endpoint(request)
+
+        return wrapped
+
+    def _check_admin(self, request: Request) -> None:
+        expected = self.settings.admin_key
+        if not expected:
+            raise ApiError(404, "not_found", "fault injection is disabled: no admin key configured", request.url.path)
+        supplied = request.headers.get("x-admin-key", "")
+        if not hmac.compare_digest(supplied.encode(), expected.encode()):
+            raise ApiError(401, "unauthorized", "missing or wrong X-Admin-Key", None)
+
+    async def faults_endpoint(self, request: Request) -> Response:
+        self._check_admin(request)
+        if request.method == "POST":
+            try:
+                body: Any = await request.json()
+            except ValueError as exc:
+                raise ApiError(400, "invalid_json", f"body is not JSON: {exc}", None) from None
+            self.faults.set(FaultSpec.parse(body))
+            self.logger.log("warn", "fault injection enabled", **self.faults.state())
+        elif request.method == "DELETE":
+            self.faults.clear()
+            self.logger.log("info", "fault injection cleared")
+        return JSONResponse(self.faults.state())
+
+    # -- files -----------------------------------------------------------------------------------
+
+    async def _read(self, request: Request, sink: Callable[[bytes], None]) -> tuple[Body, str | None]:
+        query_name = clean_filename(request.query_params.get("filename"))
+        try:
+            body = await read_upload(request, sink, self.settings.max_upload_bytes)
+        except ClientDisconnect:
+            raise ApiError(400, "incomplete_body", "client disconnected before the body was complete") from None
+        return body, query_name or clean_filename(body.part_filename)
+
+    def _record(self, endpoint: str, size: int, detection: Detection) -> None:
+        self.metrics.upload_bytes.labels(MIME_SERVICE, endpoint).observe(size)
+        self.metrics.detections.labels(MIME_SERVICE, detection.mime_type).inc()
+
+    async def detect(self, request: Request) -> Response:
+        buffer = bytearray()
+        body, filename = await self._read(request, buffer.extend)
+        with self.tracer.start_as_current_span("detect") as span:
+            detection = await anyio.to_thread.run_sync(self.detector.detect_bytes, bytes(buffer), filename)
+            span.set_attribute("mime.type", detection.mime_type)
+        self._record("detect", body.size, detection)
+        return JSONResponse({"size": body.size, "mime_type": detection.mime_type, "charset": detection.charset,
+                             "extension_mismatch": detection.extension_mismatch, "filename": filename})
+
+    def _detect_and_commit(self, pending: PendingUpload, filename: str | None) -> tuple[Detection, str, bool]:
+        pending.finish()
+        with self.tracer.start_as_current_span("detect") as span:
+            detection = self.detector.detect_file(str(pending.path), filename)
+            span.set_attribute("mime.type", detection.mime_type)
+        with self.tracer.start_as_current_span("storage.write") as span:
+            object_id, created = self.store.commit(
+                pending, {"mime_type": detection.mime_type, "charset": detection.charset, "size": pending.size})
+            span.set_attributes({"object.id": object_id, "object.created": created})
+        return detection, object_id, created
+
+    async def upload(self, request: Request) -> Response:
+        pending = self.store.begin()
+        try:
+            body, filename = await self._read(request, pending.write)
+            detection, object_id, created = await anyio.to_thread.run_sync(
+                self._detect_and_commit, pending, filename)
+        except BaseException:
+            pending.discard()
+            raise
+        self._record("upload", body.size, detection)
+        self.metrics.uploads.labels(MIME_SERVICE, "created" if created else "deduplicated").inc()
+        if created:
+            self.metrics.stored_objects.inc()
+            self.metrics.stored_bytes.inc(body.size)
+        return JSONResponse(
+            {"id": object_id, "sha256": object_id, "size": body.size, "mime_type": detection.mime_type,
+             "charset": detection.charset, "extension_mismatch": detection.extension_mismatch,
+             "filename": filename},
+            status_code=201, headers={"location": f"/v1/files/{object_id}"})
+
+    async def get_file(self, request: Request) -> Response:
+        raw_id = request.path_params["id"]
+        with self.tracer.start_as_current_span("storage.read") as span:
+            try:
+                stored = self.store.get(raw_id)
+            except InvalidObjectId as exc:
+                raise ApiError(400, "invalid_id", str(exc), exc.value) from None
+            except ObjectNotFound as exc:
+                raise ApiError(404, "not_found", "no object with this id", exc.value) from None
+            span.set_attribute("object.id", stored.id)
+        mime_type = stored.metadata.get("mime_type")
+        charset = stored.metadata.get("charset")
+        if mime_type is None:  # sidecar lost: detect again rather than serve a wrong type
+            detection = await anyio.to_thread.run_sync(self.detector.detect_file, str(stored.path), None)
+            mime_type, charset = detection.mime_type, detection.charset
+        etag = f'"{stored.id}"'
+        if etag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers={"etag": etag})
+        content_type = Detection(mime_type, charset, False).content_type
+        return FileResponse(stored.path, stat_result=stored.stat, media_type=content_type,
+                            headers={"etag": etag, "cache-control": "public, max-age=31536000, immutable"})
+
+    # -- operations ------------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        try:
+            await anyio.to_thread.run_sync(self.store.check_writable)
+        except OSError as exc:
+            return JSONResponse({"status": "unavailable", "detail": f"storage not writable: {exc}",
+                                 "value": str(self.store.root)}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        return metrics_response(request, self.registry)
+
+
+def create_app(settings: ServerSettings, *, tracer_provider: TracerProvider | None = None,
+               registry: CollectorRegistry | None = None, log_stream: TextIO | None = None) -> Starlette:
+    """Build mime-server. Tests inject a tracer provider (in-memory exporter), a registry and a log stream."""
+    provider = tracer_provider or tracer_provider_from_env(MIME_SERVICE)
+    registry = registry or new_registry()
+    logger = JsonLogger(MIME_SERVICE, log_stream)
+    server = MimeServer(settings, provider, registry, logger)
+    routes = [
+        Route("/v1/files", server.faulty(server.upload), methods=["POST"]),
+        Route("/v1/files/{id}", server.faulty(server.get_file), methods=["GET", "HEAD"]),
+        Route("/v1/detect", server.faulty(server.detect), methods=["POST"]),
+        Route("/admin/faults", server.faults_endpoint, methods=["GET", "POST", "DELETE"]),
+        Route("/healthz", server.healthz, methods=["GET"]),
+        Route("/readyz", server.readyz, methods=["GET"]),
+        Route("/metrics", server.metrics_endpoint, methods=["GET"]),
+    ]
+    middleware = [Middleware(ObservabilityMiddleware, tracer=server.tracer,
+                             metrics=HttpMetrics(MIME_SERVICE, registry), logger=logger)]
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers={ApiError: api_error_handler})
+    app.state.server = server
+    return app

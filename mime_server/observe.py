@@ -1,0 +1,121 @@
+"""ASGI middleware giving every request a request id, a server span, RED metrics and one JSON access log line."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mime_server.logs import JsonLogger
+from mime_server.metrics import HttpMetrics
+
+REQUEST_ID_HEADER = "x-request-id"
+UNMATCHED_ROUTE = "unmatched"
+# Client-supplied ids are echoed and logged: keep them short and printable.
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+PROPAGATOR: TextMapPropagator = TraceContextTextMapPropagator()
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template (``/v1/files/{id}``), never the raw path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE
+
+
+def request_id_of(scope: Scope) -> str:
+    """The request id the middleware assigned to this request."""
+    return str(scope.get("state", {}).get("request_id", ""))
+
+
+def level_for(status: int) -> str:
+    return "error" if status >= 500 else "warn" if status >= 400 else "info"
+
+
+class ObservabilityMiddleware:
+    """Wraps an ASGI app; the answer to every HTTP request is traced, counted, timed and logged."""
+
+    def __init__(self, app: ASGIApp, *, tracer: trace.Tracer, metrics: HttpMetrics, logger: JsonLogger) -> None:
+        self.app = app
+        self.tracer = tracer
+        self.metrics = metrics
+        self.logger = logger
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        supplied = headers.get(REQUEST_ID_HEADER, "")
+        request_id = supplied if _VALID_REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        method: str = scope["method"]
+        query = scope.get("query_string", b"").decode("latin-1")
+        path = scope["path"] + (f"?{query}" if query else "")
+        counts = {"in": 0, "out": 0, "status": 0}
+        rid_header = (b"x-request-id", request_id.encode())
+
+        async def counting_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                counts["in"] += len(message.get("body", b""))
+            return message
+
+        async def tagging_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                counts["status"] = message["status"]
+                message["headers"] = [*message.get("headers", []), rid_header]
+            elif message["type"] == "http.response.body":
+                counts["out"] += len(message.get("body", b""))
+            await send(message)
+
+        error: BaseException | None = None
+        context = PROPAGATOR.extract(headers)
+        with self.tracer.start_as_current_span(method, context=context, kind=SpanKind.SERVER,
+                                               record_exception=False, set_status_on_exception=False) as span:
+            self.metrics.in_flight.inc()
+            try:
+                await self.app(scope, counting_receive, tagging_send)
+            except Exception as exc:  # noqa: BLE001 - every unhandled exception becomes a logged 500
+                error = exc
+                span.record_exception(exc)
+                if counts["status"] == 0:
+                    body = json.dumps({"error": "internal_error", "detail": f"{type(exc).__name__}: {exc}",
+                                       "request_id": request_id}).encode()
+                    await tagging_send({"type": "http.response.start", "status": 500, "headers": [
+                        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                    await tagging_send({"type": "http.response.body", "body": body})
+                else:
+                    counts["status"] = 500  # headers already went out: record the failure anyway
+            finally:
+                self.metrics.in_flight.dec()
+            status = counts["status"] or 500
+            route = route_template(scope)
+            span.update_name(f"{method} {route}")
+            span.set_attributes({"http.request.method": method, "http.route": route, "url.path": scope["path"],
+                                 "http.response.status_code": status, "request.id": request_id})
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
+            span_context = span.get_span_context()
+        duration = time.perf_counter() - started
+        trace_id = format(span_context.trace_id, "032x") if span_context.is_valid else None
+        span_id = format(span_context.span_id, "016x") if span_context.is_valid else None
+        self.metrics.observe(method, route, status, duration, trace_id if span_context.trace_flags.sampled else None)
+        fields: dict[str, Any] = {
+            "method": method, "route": route, "path": path, "http_status": status,
+            "status": "error" if status >= 500 else "ok", "duration_ms": round(duration * 1000, 3),
+            "trace_id": trace_id, "span_id": span_id, "request_id": request_id,
+            "bytes_in": counts["in"], "bytes_out": counts["out"],
+        }
+        if error is not None:
+            fields["error"] = f"{type(error).__name__}: {error}"
+        self.logger.log(level_for(status), f"{method} {path} {status}", **fields)

@@ -1,0 +1,73 @@
+"""Command-line plumbing shared by both services: env-var defaults and running an app on uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+
+import uvicorn
+from opentelemetry.trace import TracerProvider
+from starlette.types import ASGIApp
+
+from mime_server.logs import uvicorn_log_config
+
+
+def env_default(environ: Mapping[str, str], name: str, default: str | None) -> str | None:
+    """The value of an environment variable, or the default when unset or empty."""
+    return environ.get(name) or default
+
+
+def parse_int(name: str) -> Callable[[str], int]:
+    """argparse type for a positive integer that names the option in its error."""
+
+    def convert(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {value!r}") from None
+        if number < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be positive, got {value!r}")
+        return number
+
+    return convert
+
+
+def parse_float(name: str) -> Callable[[str], float]:
+    """argparse type for a positive number that names the option in its error."""
+
+    def convert(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {value!r}") from None
+        if not number > 0:
+            raise argparse.ArgumentTypeError(f"{name} must be positive, got {value!r}")
+        return number
+
+    return convert
+
+
+def read_secret_file(path: str | None) -> str | None:
+    """First non-comment line of a secret file (trailing newline stripped), or None without a path."""
+    if not path:
+        return None
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            value = line.strip()
+            if value and not value.startswith("#"):
+                return value
+    raise ValueError(f"secret file {path!r} holds no value")
+
+
+def run(app: ASGIApp, host: str, port: int, service: str, tracer_provider: TracerProvider | None) -> None:
+    """Serve ``app`` until SIGTERM/SIGINT, then flush pending spans."""
+    config = uvicorn.Config(app, host=host, port=port, log_config=uvicorn_log_config(service),
+                            access_log=False, server_header=False, proxy_headers=False,
+                            timeout_graceful_shutdown=10)
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        shutdown = getattr(tracer_provider, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
