@@ -1,0 +1,1 @@
+"""CrossGuard policy pack of the observability stack: hardened containers, no public ports, pinned images, no plain secrets."""
