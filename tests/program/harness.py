@@ -43,6 +43,7 @@ class ProgramRun:
     stack: str
     resources: list[Registration]
     outputs: dict[str, Any]
+    secret_outputs: set[str] = field(default_factory=set)
 
     def by_type(self, type_: str) -> list[Registration]:
         return [r for r in self.resources if r.type == type_]
@@ -117,6 +118,9 @@ def run_program(stack: str, overrides: dict[str, Any] | None = None,
     pulumi.runtime.set_all_config(config, secret_keys)
 
     outputs: dict[str, Any] = {}
+    secret_outputs: set[str] = set()
+    global last_monitor
+    last_monitor = monitor
 
     @pulumi.runtime.test
     def _run():
@@ -124,14 +128,80 @@ def run_program(stack: str, overrides: dict[str, Any] | None = None,
         root = pulumi_settings.get_root_resource()
         exported = getattr(root, "outputs", {}) if root is not None else {}
         keys = sorted(exported)
+        values = [pulumi.Output.from_input(exported[k]) for k in keys]
+        flags = [pulumi.Output.from_input(v.is_secret()) for v in values]
 
-        def keep(values: list[Any]) -> None:
-            outputs.update(dict(zip(keys, values)))
+        def keep(args: list[Any]) -> None:
+            outputs.update(dict(zip(keys, args[: len(keys)])))
+            secret_outputs.update(k for k, flag in zip(keys, args[len(keys):]) if flag)
 
-        return pulumi.Output.all(*[exported[k] for k in keys]).apply(keep)
+        return pulumi.Output.all(*values, *flags).apply(keep)
 
     _run()
-    return ProgramRun(stack=stack, resources=list(monitor.registrations), outputs=outputs)
+    return ProgramRun(stack=stack, resources=list(monitor.registrations), outputs=outputs,
+                      secret_outputs=secret_outputs)
+
+
+last_monitor: RecordingMonitor | None = None  # the monitor of the latest run, also when it raised
+
+
+CONTAINER = "docker:index/container:Container"
+
+
+def container_graph(run: ProgramRun) -> dict[str, set[str]]:
+    """Container name -> names of the containers it waits for (directly or through a component)."""
+    by_urn = run.by_urn()
+    children: dict[str, list[Registration]] = {}
+    for r in run.resources:
+        if r.parent:
+            children.setdefault(r.parent, []).append(r)
+
+    def containers_under(urn: str) -> set[str]:
+        found: set[str] = set()
+        for child in children.get(urn, []):
+            if child.type == CONTAINER:
+                found.add(child.name)
+            found |= containers_under(child.urn)
+        return found
+
+    graph: dict[str, set[str]] = {}
+    for c in run.by_type(CONTAINER):
+        deps: set[str] = set()
+        for dep in c.dependencies:
+            target = by_urn.get(dep)
+            if target is None:
+                continue
+            if target.type == CONTAINER:
+                deps.add(target.name)
+            elif target.type.startswith("observability:"):
+                deps |= containers_under(dep)
+        graph[c.name] = deps - {c.name}
+    return graph
+
+
+def topological_order(graph: dict[str, set[str]]) -> list[str]:
+    """Kahn's algorithm; raises ValueError naming the containers of a cycle."""
+    remaining = {k: set(v) for k, v in graph.items()}
+    order: list[str] = []
+    while remaining:
+        ready = sorted(k for k, deps in remaining.items() if not deps & remaining.keys())
+        if not ready:
+            raise ValueError(f"dependency cycle among {sorted(remaining)}")
+        for k in ready:
+            order.append(k)
+            del remaining[k]
+    return order
+
+
+def critical_path(run: ProgramRun) -> list[str]:
+    """The longest chain of containers that must become healthy one after another."""
+    graph = container_graph(run)
+    waits = {name: bool(reg.inputs.get("wait")) for name, reg in run.containers.items()}
+    best: dict[str, list[str]] = {}
+    for name in topological_order(graph):
+        longest = max((best[d] for d in graph[name] if waits.get(d)), key=len, default=[])
+        best[name] = [*longest, name]
+    return max(best.values(), key=len, default=[])
 
 
 STAGING_SECRETS = {

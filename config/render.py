@@ -1,0 +1,81 @@
+"""Writes every rendered config file of a stack, one folder per service: `python -m config.render`.
+
+    python -m config.render --stack dev --out out/dev
+
+The files are what the containers get (minus secret values, which live in separate secret
+files this command never writes), so a pull request can show their diff. Stacks whose
+alerts need the Slack/PagerDuty secrets are rendered as they will run: with the routes to
+Slack and PagerDuty (the secrets themselves are read from files at run time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from config.alertmanager import render_alertmanager
+from config.grafana import render_grafana
+from config.jaeger import render_jaeger
+from config.logshipper import render_alloy, render_promtail
+from config.loki import render_loki
+from config.prometheus import render_prometheus
+from config.rules import render_rule_files
+from config.settings import ALERT_SECRET_KEYS, PROJECT_DIR, SettingsError, StackSettings, from_values, stack_file_values
+
+
+def settings_for_render(stack: str, project_dir: Path = PROJECT_DIR) -> StackSettings:
+    """The stack's settings; alert secrets required by the stack count as set (values are never read)."""
+    values, secrets = stack_file_values(stack, project_dir)
+    probe = from_values(stack, {**values, "alertSecretsRequired": False}, secrets, project_dir)
+    declared_required = values.get("alertSecretsRequired", True)
+    if probe.alerting_enabled and str(declared_required).lower() != "false":
+        secrets = set(secrets) | set(ALERT_SECRET_KEYS)
+    return from_values(stack, values, secrets, project_dir)
+
+
+def render_stack(settings: StackSettings) -> dict[str, str]:
+    """Relative path (service folder first) -> file text, for every enabled service."""
+    files: dict[str, str] = {"prometheus/prometheus.yml": render_prometheus(settings)}
+    files |= {f"prometheus/rules/{name}": text for name, text in render_rule_files(settings).items()}
+    files |= {f"grafana/{rel}": text for rel, text in render_grafana(settings).items()}
+    if settings.alerting_enabled:
+        files["alertmanager/alertmanager.yml"] = render_alertmanager(settings)
+    if settings.tracing_enabled:
+        files["jaeger/config.yaml"] = render_jaeger(settings)
+    if settings.logs_enabled:
+        files["loki/loki.yaml"] = render_loki(settings)
+        if settings.log_shipper == "alloy":
+            files["alloy/config.alloy"] = render_alloy(settings)
+        else:
+            files["promtail/promtail.yaml"] = render_promtail(settings)
+    return files
+
+
+def write_files(files: dict[str, str], out: Path) -> list[Path]:
+    written = []
+    for rel, text in sorted(files.items()):
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m config.render", description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", required=True, help="stack name (dev, staging, prod)")
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_for_render(args.stack)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in write_files(render_stack(settings), args.out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
