@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from automation.errors import EXIT_USAGE, AutomationError
 from automation.output import print_json, stderr, table
+
+if TYPE_CHECKING:
+    from automation.backup import BackupOptions
 
 app = typer.Typer(
     help="Operations of the observability stack: health checks, backups, traffic replay, metrics export, test alerts.",
@@ -76,6 +79,176 @@ def health_check(
         if not results:
             stderr.print("no health targets configured")
     raise typer.Exit(code)
+
+
+_SOURCE = typer.Option(..., "--source", envvar="MIME_STORAGE_DIR", help="Directory to back up.")
+_DEST = typer.Option(..., "--dest", envvar="BACKUP_DIR", help="Directory that receives archives.")
+_COMPRESSION = typer.Option("gz", "--compression", envvar="BACKUP_COMPRESSION", help="gz, zst or none.")
+_LEVEL = typer.Option(None, "--level", help="Compression level (gz 1-9, default 6; zst 1-22, default 3).")
+_NAME = typer.Option("backup", "--name", envvar="BACKUP_NAME", help="Archive name prefix.")
+_KEEP_LAST = typer.Option(None, "--keep-last", envvar="BACKUP_KEEP_LAST", min=1, help="Keep the newest N archives.")
+_MAX_AGE = typer.Option(
+    None, "--max-age-days", envvar="BACKUP_MAX_AGE_DAYS", min=0, help="Delete archives older than D days."
+)
+_EXCLUDE = typer.Option([], "--exclude", help="Glob of names or relative paths to leave out (repeatable).")
+_S3_BUCKET = typer.Option(None, "--s3-bucket", envvar="S3_BUCKET", help="Also upload to this bucket.")
+_S3_PREFIX = typer.Option("", "--s3-prefix", envvar="S3_PREFIX", help="Key prefix in the bucket.")
+_S3_ENDPOINT = typer.Option(None, "--s3-endpoint", envvar="S3_ENDPOINT", help="S3 endpoint URL (MinIO, moto...).")
+_PROGRESS = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr (default: when a terminal).")
+
+
+def _backup_options(
+    source: Path,
+    dest: Path,
+    compression: str,
+    level: Optional[int],
+    name: str,
+    keep_last: Optional[int],
+    max_age_days: Optional[float],
+    exclude: list[str],
+    s3_bucket: Optional[str],
+    s3_prefix: str,
+    s3_endpoint: Optional[str],
+    progress: Optional[bool],
+) -> "BackupOptions":
+    from automation.backup import BackupOptions
+
+    return BackupOptions(
+        source=source,
+        dest=dest,
+        compression=compression,
+        level=level,
+        name=name,
+        keep_last=keep_last,
+        max_age_days=max_age_days,
+        excludes=exclude,
+        s3_bucket=s3_bucket or None,
+        s3_prefix=s3_prefix,
+        s3_endpoint=s3_endpoint or None,
+        progress=sys.stderr.isatty() if progress is None else progress,
+    )
+
+
+@app.command("backup")
+def backup(
+    source: Path = _SOURCE,
+    dest: Path = _DEST,
+    compression: str = _COMPRESSION,
+    level: Optional[int] = _LEVEL,
+    name: str = _NAME,
+    keep_last: Optional[int] = _KEEP_LAST,
+    max_age_days: Optional[float] = _MAX_AGE,
+    exclude: list[str] = _EXCLUDE,
+    s3_bucket: Optional[str] = _S3_BUCKET,
+    s3_prefix: str = _S3_PREFIX,
+    s3_endpoint: Optional[str] = _S3_ENDPOINT,
+    progress: Optional[bool] = _PROGRESS,
+) -> None:
+    """Archive SOURCE as a streamed tar with a sha256 manifest, apply retention, optionally upload; prints JSON."""
+    from automation.backup import run_backup
+
+    options = _backup_options(
+        source, dest, compression, level, name, keep_last, max_age_days, exclude, s3_bucket, s3_prefix,
+        s3_endpoint, progress,
+    )
+    try:
+        print_json(run_backup(options))
+    except AutomationError as error:
+        raise _fail(error) from None
+
+
+@app.command("backup-schedule")
+def backup_schedule(
+    source: Path = _SOURCE,
+    dest: Path = _DEST,
+    every: str = typer.Option("24h", "--every", envvar="BACKUP_EVERY", help="Interval between backups."),
+    at: Optional[str] = typer.Option(None, "--at", envvar="BACKUP_AT", help="First run at HH:MM UTC (else now)."),
+    once: bool = typer.Option(False, "--once", help="Run one backup and exit (for tests)."),
+    compression: str = _COMPRESSION,
+    level: Optional[int] = _LEVEL,
+    name: str = _NAME,
+    keep_last: Optional[int] = _KEEP_LAST,
+    max_age_days: Optional[float] = _MAX_AGE,
+    exclude: list[str] = _EXCLUDE,
+    s3_bucket: Optional[str] = _S3_BUCKET,
+    s3_prefix: str = _S3_PREFIX,
+    s3_endpoint: Optional[str] = _S3_ENDPOINT,
+) -> None:
+    """Back up now (or at --at), then every --every until stopped; one JSON summary line per run."""
+    from automation.backup import run_backup
+    from automation.schedule import run_schedule
+    from automation.units import parse_duration
+
+    options = _backup_options(
+        source, dest, compression, level, name, keep_last, max_age_days, exclude, s3_bucket, s3_prefix,
+        s3_endpoint, False,
+    )
+    try:
+        failures = run_schedule(
+            lambda: print_json(run_backup(options)),
+            parse_duration(every),
+            at=at,
+            once=once,
+            log=lambda line: stderr.print(line, markup=False, highlight=False),
+        )
+    except AutomationError as error:
+        raise _fail(error) from None
+    raise typer.Exit(1 if failures and once else 0)
+
+
+def _local_archive(archive: str, workdir: Path, s3_endpoint: Optional[str]) -> Path:
+    if archive.startswith("s3://"):
+        from automation.backup import fetch_from_s3
+
+        return fetch_from_s3(archive, workdir, s3_endpoint)
+    return Path(archive)
+
+
+@app.command("restore")
+def restore(
+    archive: str = typer.Option(..., "--archive", help="Archive file or s3://BUCKET/KEY."),
+    target: Path = typer.Option(..., "--target", help="Directory to recreate (missing or empty unless --force)."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty target once the archive verified."),
+    s3_endpoint: Optional[str] = _S3_ENDPOINT,
+    progress: Optional[bool] = _PROGRESS,
+) -> None:
+    """Verify every file against the manifest and recreate the backed-up tree in TARGET (untouched on failure)."""
+    import tempfile
+
+    from automation.output import byte_progress
+    from automation.restore import restore_archive
+
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        target.absolute().parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=target.absolute().parent) as workdir:
+            local = _local_archive(archive, Path(workdir), s3_endpoint)
+            size = local.stat().st_size if local.is_file() else None
+            with byte_progress(show) as bar:
+                task = bar.add_task(f"restore {local.name}", total=size)
+                result = restore_archive(local, target, force, lambda n: bar.advance(task, n))
+    except AutomationError as error:
+        raise _fail(error) from None
+    print_json({"restored": True, "target": str(target), **vars(result), "archive": archive})
+
+
+@app.command("verify")
+def verify(
+    archive: str = typer.Option(..., "--archive", help="Archive file or s3://BUCKET/KEY."),
+    s3_endpoint: Optional[str] = _S3_ENDPOINT,
+) -> None:
+    """Check an archive against its manifest (and companion digest) without restoring it."""
+    import tempfile
+
+    from automation.restore import verify_archive
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="automation-verify-") as workdir:
+            result = verify_archive(_local_archive(archive, Path(workdir), s3_endpoint))
+    except AutomationError as error:
+        print_json({"valid": False, "archive": archive, "error": str(error)})
+        raise _fail(error) from None
+    print_json({"valid": True, **vars(result), "archive": archive})
 
 
 def _register_plugins() -> None:

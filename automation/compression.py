@@ -1,12 +1,13 @@
-"""Streaming compression for archives: a writer that compresses on its own thread, and a reader for gz, zst or plain tar."""
+"""Streaming compression for archives: a parallel block compressor (gz, zst) and a reader for gz, zst or plain tar."""
 
 from __future__ import annotations
 
 import hashlib
 import io
-import queue
-import threading
+import os
 import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, Callable
 
 import zstandard
@@ -19,34 +20,45 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
-def _compress_function(compression: str, level: int | None) -> tuple[Callable[[bytes], bytes], Callable[[], bytes]]:
+def compress_block(compression: str, level: int | None, data: bytes) -> bytes:
+    """Compress ``data`` as one self-contained gzip member or zstd frame (concatenations stay valid)."""
     if compression == "gz":
         gz = zlib.compressobj(6 if level is None else level, zlib.DEFLATED, 31)  # wbits 31: gzip framing
-        return gz.compress, gz.flush
+        return gz.compress(data) + gz.flush()
     if compression == "zst":
-        zst = zstandard.ZstdCompressor(level=3 if level is None else level).compressobj()
-        return zst.compress, zst.flush
+        return zstandard.ZstdCompressor(level=3 if level is None else level).compress(data)
     if compression == "none":
-        return (lambda data: data), (lambda: b"")
+        return data
     raise UsageError(f"unknown compression {compression!r}: expected one of {', '.join(COMPRESSIONS)}")
 
 
 class CompressingWriter:
-    """A write-only sink: callers hand it tar bytes, a worker thread compresses, hashes and writes them.
+    """A write-only sink: tar bytes in, compressed blocks out, in order, hashed as they are written.
 
-    zlib and zstd release the GIL, so compression runs beside the caller's reading and hashing;
-    the bounded queue keeps memory flat (at most ``depth`` chunks in flight).
+    Input is cut into ``block_size`` blocks, each compressed as an independent gzip member or
+    zstd frame on a pool of threads (zlib and zstd release the GIL), like pigz: gzip and zstd
+    decoders read concatenated members as one stream. At most ``2 x workers`` blocks are in
+    flight, so memory stays flat whatever the archive's size.
     """
 
-    def __init__(self, out: BinaryIO, compression: str, level: int | None = None, depth: int = 16) -> None:
-        self._compress, self._flush = _compress_function(compression, level)
+    def __init__(
+        self,
+        out: BinaryIO,
+        compression: str,
+        level: int | None = None,
+        workers: int | None = None,
+        block_size: int = 4 << 20,
+    ) -> None:
+        compress_block(compression, level, b"")  # validates the compression name up front
+        self._compression, self._level = compression, level
         self._out = out
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
+        self._block_size = block_size
+        self._buffer = bytearray()
+        self._workers = max(1, workers or os.cpu_count() or 1)
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="compress")
+        self._inflight: deque[Future[bytes]] = deque()
         self.sha256 = hashlib.sha256()
         self.bytes_out = 0
-        self._thread = threading.Thread(target=self._run, name="compressor", daemon=True)
-        self._thread.start()
 
     def _emit(self, data: bytes) -> None:
         if data:
@@ -54,27 +66,27 @@ class CompressingWriter:
             self.sha256.update(data)
             self.bytes_out += len(data)
 
-    def _run(self) -> None:
-        try:
-            while (chunk := self._queue.get()) is not None:
-                self._emit(self._compress(chunk))
-            self._emit(self._flush())
-        except BaseException as exc:  # surfaced to the caller on its next write or close
-            self._error = exc
-            while self._queue.get() is not None:  # drain so the producer never blocks forever
-                pass
+    def _submit(self, block: bytes) -> None:
+        self._inflight.append(self._pool.submit(compress_block, self._compression, self._level, block))
+        while len(self._inflight) > 2 * self._workers:
+            self._emit(self._inflight.popleft().result())
 
     def write(self, data: bytes) -> None:
-        if self._error:
-            raise self._error
-        self._queue.put(bytes(data))
+        self._buffer += data
+        if len(self._buffer) >= self._block_size:
+            self._submit(bytes(self._buffer))
+            self._buffer.clear()
 
     def close(self) -> None:
-        """Flush everything and wait for the worker; re-raises a worker failure."""
-        self._queue.put(None)
-        self._thread.join()
-        if self._error:
-            raise self._error
+        """Compress what is buffered and write every pending block; re-raises a worker failure."""
+        try:
+            if self._buffer or not self.bytes_out and not self._inflight:
+                self._submit(bytes(self._buffer))
+                self._buffer.clear()
+            while self._inflight:
+                self._emit(self._inflight.popleft().result())
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _HashingReader(io.RawIOBase):
