@@ -104,3 +104,13 @@ class ThreadedServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def eventually(check: Any, timeout: float = 3.0) -> Any:
+    """Poll ``check`` until it returns a truthy value: spans and log lines finish after the response."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.01)

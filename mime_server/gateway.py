@@ -1,0 +1,243 @@
+"""mockup-gateway: API-key auth, per-key rate limiting and a streaming reverse proxy in front of mime-server.
+
+Run with ``python -m mime_server.gateway --host H --port P --upstream URL --api-keys-file F``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hmac
+import math
+import os
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import httpx
+from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from mime_server import GATEWAY_SERVICE
+from mime_server.errors import ApiError, api_error_handler, error_response
+from mime_server.logs import JsonLogger
+from mime_server.metrics import GatewayMetrics, HttpMetrics, metrics_response, new_registry
+from mime_server.observe import PROPAGATOR, ObservabilityMiddleware, request_id_of
+from mime_server.ratelimit import TokenBuckets
+from mime_server.serve import env_default, parse_float, parse_int, run
+from mime_server.tracing import tracer_provider_from_env
+
+# Connection-level headers (RFC 9110 7.6.1) are never forwarded; credentials stop at the gateway.
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+                        "transfer-encoding", "upgrade", "host"})
+CREDENTIALS = frozenset({"x-api-key", "authorization"})
+TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Everything mockup-gateway needs to start."""
+
+    upstream: str
+    api_keys: frozenset[str]
+    rate_limit: float = 50.0
+    rate_burst: int = 100
+    upstream_timeout: float = 30.0
+
+
+def load_api_keys(path: str | Path) -> frozenset[str]:
+    """Read the API keys file: one key per line, blank lines and ``#`` comments ignored."""
+    keys = set()
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        key = line.strip()
+        if key and not key.startswith("#"):
+            keys.add(key)
+    if not keys:
+        raise ValueError(f"API keys file {str(path)!r} holds no key")
+    return frozenset(keys)
+
+
+def presented_key(request: Request) -> str | None:
+    """The API key from ``X-API-Key`` or ``Authorization: Bearer KEY``."""
+    key = request.headers.get("x-api-key")
+    if key:
+        return key.strip()
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+class Gateway:
+    """The proxy endpoint and its collaborators."""
+
+    def __init__(self, settings: GatewaySettings, tracer_provider: TracerProvider, registry: CollectorRegistry,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        if not settings.api_keys:
+            raise ValueError("the gateway needs at least one API key")
+        self.settings = settings
+        self.upstream = settings.upstream.rstrip("/")
+        self.tracer = tracer_provider.get_tracer("mime_server.gateway")
+        self.registry = registry
+        self.metrics = GatewayMetrics(GATEWAY_SERVICE, registry)
+        self.buckets = TokenBuckets(settings.rate_limit, settings.rate_burst)
+        self.client = httpx.AsyncClient(
+            transport=transport, timeout=httpx.Timeout(settings.upstream_timeout),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=128), follow_redirects=False)
+
+    def _authorise(self, request: Request) -> str:
+        key = presented_key(request)
+        if key is not None:
+            for known in self.settings.api_keys:
+                if hmac.compare_digest(key.encode(), known.encode()):
+                    return known
+        self.metrics.unauthorized.inc()
+        detail = "missing API key: send X-API-Key or Authorization: Bearer" if key is None else "unknown API key"
+        raise ApiError(401, "unauthorized", detail, None)
+
+    def _upstream_headers(self, request: Request) -> dict[str, str]:
+        incoming = {k: v for k, v in request.headers.items()
+                    if k not in HOP_BY_HOP and k not in CREDENTIALS and k not in TRACE_HEADERS}
+        incoming["x-request-id"] = request_id_of(request.scope)
+        client = request.client.host if request.client else ""
+        forwarded = request.headers.get("x-forwarded-for")
+        incoming["x-forwarded-for"] = f"{forwarded}, {client}" if forwarded else client
+        PROPAGATOR.inject(incoming)
+        if "traceparent" not in incoming:  # tracing off here: keep the caller's trace intact
+            for name in TRACE_HEADERS:
+                if name in request.headers:
+                    incoming[name] = request.headers[name]
+        return incoming
+
+    def _failure(self, reason: str, status: int, detail: str) -> Response:
+        self.metrics.upstream_errors.labels(GATEWAY_SERVICE, reason).inc()
+        return error_response(status, f"upstream_{reason}", detail, self.upstream)
+
+    async def _relay(self, response: httpx.Response) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.aiter_raw():
+                yield chunk
+        except httpx.HTTPError:
+            self.metrics.upstream_errors.labels(GATEWAY_SERVICE, "body").inc()
+            raise
+
+    async def proxy(self, request: Request) -> Response:
+        key = self._authorise(request)
+        wait = self.buckets.take(key)
+        if wait > 0:
+            self.metrics.rate_limited.inc()
+            return error_response(429, "rate_limited", f"rate limit of {self.settings.rate_limit:g}/s "
+                                  f"(burst {self.settings.rate_burst}) exceeded for this key", round(wait, 3),
+                                  headers={"retry-after": str(max(1, math.ceil(wait)))})
+        url = self.upstream + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        has_body = request.method in BODY_METHODS or "content-length" in request.headers \
+            or "transfer-encoding" in request.headers
+        with self.tracer.start_as_current_span(f"{request.method} upstream", kind=SpanKind.CLIENT) as span:
+            span.set_attributes({"http.request.method": request.method, "url.full": url})
+            upstream_request = self.client.build_request(
+                request.method, url, headers=self._upstream_headers(request),
+                content=request.stream() if has_body else None)
+            try:
+                upstream = await self.client.send(upstream_request, stream=True)
+            except httpx.TimeoutException as exc:
+                span.set_status(Status(StatusCode.ERROR, "upstream timeout"))
+                return self._failure("timeout", 504, f"upstream did not answer within "
+                                     f"{self.settings.upstream_timeout:g}s ({type(exc).__name__})")
+            except httpx.ConnectError as exc:
+                span.set_status(Status(StatusCode.ERROR, "upstream refused"))
+                return self._failure("connect", 502, f"upstream refused the connection: {exc}")
+            except httpx.HTTPError as exc:
+                span.set_status(Status(StatusCode.ERROR, "upstream protocol error"))
+                return self._failure("protocol", 502, f"upstream failed: {type(exc).__name__}: {exc}")
+            span.set_attribute("http.response.status_code", upstream.status_code)
+        headers = {k: v for k, v in upstream.headers.items() if k not in HOP_BY_HOP and k != "x-request-id"}
+        return StreamingResponse(self._relay(upstream), status_code=upstream.status_code, headers=headers,
+                                 background=BackgroundTask(upstream.aclose))
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        try:
+            answer = await self.client.get(f"{self.upstream}/readyz",
+                                           timeout=min(2.0, self.settings.upstream_timeout))
+        except httpx.HTTPError as exc:
+            return JSONResponse({"status": "unavailable", "detail": f"upstream unreachable: {type(exc).__name__}",
+                                 "value": self.upstream}, status_code=503)
+        if answer.status_code != 200:
+            return JSONResponse({"status": "unavailable", "detail": f"upstream /readyz answered {answer.status_code}",
+                                 "value": self.upstream}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        return metrics_response(request, self.registry)
+
+
+def create_gateway(settings: GatewaySettings, *, tracer_provider: TracerProvider | None = None,
+                   registry: CollectorRegistry | None = None, log_stream: TextIO | None = None,
+                   transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
+    """Build the gateway app. Tests inject tracing, registry, log stream and optionally an httpx transport."""
+    provider = tracer_provider or tracer_provider_from_env(GATEWAY_SERVICE)
+    registry = registry or new_registry()
+    gateway = Gateway(settings, provider, registry, transport)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await gateway.client.aclose()
+
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    routes = [
+        Route("/v1/{path:path}", gateway.proxy, methods=methods),
+        Route("/healthz", gateway.healthz, methods=["GET"]),
+        Route("/readyz", gateway.readyz, methods=["GET"]),
+        Route("/metrics", gateway.metrics_endpoint, methods=["GET"]),
+    ]
+    middleware = [Middleware(ObservabilityMiddleware, tracer=gateway.tracer,
+                             metrics=HttpMetrics(GATEWAY_SERVICE, registry),
+                             logger=JsonLogger(GATEWAY_SERVICE, log_stream))]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
+                    exception_handlers={ApiError: api_error_handler})
+    app.state.gateway = gateway
+    return app
+
+
+def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m mime_server.gateway", description="API gateway for mime-server.")
+    parser.add_argument("--host", default=env_default(environ, "GATEWAY_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=parse_int("--port"), default=env_default(environ, "GATEWAY_PORT", "8000"))
+    upstream = env_default(environ, "GATEWAY_UPSTREAM", None)
+    parser.add_argument("--upstream", required=upstream is None, default=upstream,
+                        help="base URL of mime-server (env GATEWAY_UPSTREAM)")
+    keys = env_default(environ, "GATEWAY_API_KEYS_FILE", None)
+    parser.add_argument("--api-keys-file", required=keys is None, default=keys,
+                        help="one API key per line (env GATEWAY_API_KEYS_FILE)")
+    parser.add_argument("--rate-limit", type=parse_float("--rate-limit"),
+                        default=env_default(environ, "GATEWAY_RATE_LIMIT", "50"), help="requests/second per key")
+    parser.add_argument("--rate-burst", type=parse_int("--rate-burst"),
+                        default=env_default(environ, "GATEWAY_RATE_BURST", "100"))
+    parser.add_argument("--upstream-timeout", type=parse_float("--upstream-timeout"),
+                        default=env_default(environ, "GATEWAY_UPSTREAM_TIMEOUT", "30"), help="seconds")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
+    settings = GatewaySettings(upstream=args.upstream, api_keys=load_api_keys(args.api_keys_file),
+                               rate_limit=args.rate_limit, rate_burst=args.rate_burst,
+                               upstream_timeout=args.upstream_timeout)
+    provider = tracer_provider_from_env(GATEWAY_SERVICE)
+    run(create_gateway(settings, tracer_provider=provider), args.host, args.port, GATEWAY_SERVICE, provider)
+
+
+if __name__ == "__main__":
+    main()

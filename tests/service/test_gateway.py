@@ -1,0 +1,232 @@
+"""mockup-gateway in front of a real mime-server over loopback HTTP: auth, limits, errors, streaming, traces."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.trace import SpanKind
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from mime_server.gateway import GatewaySettings, create_gateway, load_api_keys
+from mime_server.metrics import new_registry
+from mime_server.ratelimit import TokenBuckets
+from tests.service.conftest import (
+    ADMIN_KEY,
+    Harness,
+    ThreadedServer,
+    eventually,
+    free_port,
+    make_server,
+    traced_provider,
+)
+
+KEY = "key-alpha"
+
+
+@dataclass
+class Stack:
+    server: Harness
+    gateway: Harness
+    url: str
+    upstream_url: str
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.get(self.url + path, headers={"x-api-key": KEY, **kwargs.pop("headers", {})}, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.post(self.url + path, headers={"x-api-key": KEY, **kwargs.pop("headers", {})}, **kwargs)
+
+
+def gateway_harness(tmp_path: Path, upstream: str, **settings: Any) -> Harness:
+    provider, exporter = traced_provider()
+    registry = new_registry()
+    log = io.StringIO()
+    options = {"api_keys": frozenset({KEY, "key-beta"}), "rate_limit": 1000.0, "rate_burst": 1000,
+               "upstream_timeout": 5.0, **settings}
+    app = create_gateway(GatewaySettings(upstream=upstream, **options), tracer_provider=provider,
+                         registry=registry, log_stream=log)
+    from starlette.testclient import TestClient
+
+    return Harness(app, TestClient(app), exporter, registry, log, tmp_path)
+
+
+@pytest.fixture
+def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    settings = getattr(request, "param", {})
+    server = make_server(tmp_path, max_upload_bytes=8 * 1024 * 1024, admin_key=ADMIN_KEY)
+    with ThreadedServer(server.app) as upstream:
+        gateway = gateway_harness(tmp_path, upstream.url, **settings)
+        with ThreadedServer(gateway.app) as front:
+            yield Stack(server, gateway, front.url, upstream.url)
+
+
+def test_api_keys_file_ignores_blank_lines_and_comments(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys"
+    keys_file.write_text("# team keys\n\nkey-one\n  key-two  \n#key-three\n")
+    assert load_api_keys(keys_file) == frozenset({"key-one", "key-two"})
+    (tmp_path / "empty").write_text("# nothing\n\n")
+    with pytest.raises(ValueError, match="holds no key"):
+        load_api_keys(tmp_path / "empty")
+
+
+def test_missing_or_wrong_key_is_401_and_logged_warn(stack: Stack) -> None:
+    missing = httpx.post(stack.url + "/v1/detect", content=b"abc")
+    wrong = httpx.post(stack.url + "/v1/detect", content=b"abc", headers={"x-api-key": "guess"})
+    assert (missing.status_code, wrong.status_code) == (401, 401)
+    assert "missing API key" in missing.json()["detail"] and wrong.json()["detail"] == "unknown API key"
+    assert eventually(lambda: len(stack.gateway.access_lines()) == 2)
+    assert [line["level"] for line in stack.gateway.access_lines()] == ["warn", "warn"]
+    assert stack.server.access_lines() == []
+
+
+def test_x_api_key_and_bearer_are_both_accepted(stack: Stack) -> None:
+    assert stack.post("/v1/detect", content=b"abc").status_code == 200
+    bearer = httpx.post(stack.url + "/v1/detect", content=b"abc", headers={"authorization": "Bearer key-beta"})
+    assert bearer.status_code == 200
+
+
+@pytest.mark.parametrize("stack", [{"rate_limit": 1.0, "rate_burst": 2}], indirect=True)
+def test_rate_limit_is_429_with_retry_after_per_key(stack: Stack) -> None:
+    codes = [stack.post("/v1/detect", content=b"abc").status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    limited = stack.post("/v1/detect", content=b"abc")
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    other_key = httpx.post(stack.url + "/v1/detect", content=b"abc", headers={"x-api-key": "key-beta"})
+    assert other_key.status_code == 200
+    assert stack.gateway.sample("gateway_rate_limited_total", service="mockup-gateway") == 2
+    assert eventually(lambda: len(stack.gateway.access_lines()) == 5)
+    limited_lines = [line for line in stack.gateway.access_lines() if line["http_status"] == 429]
+    assert len(limited_lines) == 2 and all(line["level"] == "warn" for line in limited_lines)
+
+
+def test_token_bucket_refills_at_rate_up_to_burst() -> None:
+    now = [0.0]
+    buckets = TokenBuckets(rate=2.0, burst=3, clock=lambda: now[0])
+    assert [buckets.take("k") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert buckets.take("k") == pytest.approx(0.5)
+    now[0] = 0.5
+    assert buckets.take("k") == 0.0
+    now[0] = 100.0
+    assert [buckets.take("k") for _ in range(4)][:3] == [0.0, 0.0, 0.0]
+
+
+def test_upload_and_download_stream_through_byte_identical(stack: Stack) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(data), 65536):
+            yield data[start:start + 65536]
+
+    created = stack.post("/v1/files?filename=blob.bin", content=chunks())
+    assert created.status_code == 201
+    assert created.json()["sha256"] == hashlib.sha256(data).hexdigest()
+    with httpx.stream("GET", f"{stack.url}/v1/files/{created.json()['id']}", headers={"x-api-key": KEY}) as resp:
+        assert resp.status_code == 200
+        received = b"".join(resp.iter_bytes())
+    assert received == data
+    ranged = stack.get(f"/v1/files/{created.json()['id']}", headers={"range": "bytes=100-199"})
+    assert (ranged.status_code, ranged.content) == (206, data[100:200])
+    eventually(lambda: len(stack.gateway.access_lines()) == 3)
+    gateway_line = [line for line in stack.gateway.access_lines() if line["method"] == "POST"][-1]
+    assert gateway_line["bytes_in"] == len(data)
+    assert gateway_line["path"] == "/v1/files?filename=blob.bin"
+
+
+def test_upstream_errors_pass_through_with_their_status(stack: Stack) -> None:
+    assert stack.get("/v1/files/xyz").status_code == 400
+    assert stack.get(f"/v1/files/{'0' * 64}").json()["error"] == "not_found"
+
+
+def test_request_id_reaches_upstream_and_is_echoed(stack: Stack) -> None:
+    response = stack.post("/v1/detect", content=b"abc", headers={"x-request-id": "trace-me-1"})
+    assert response.headers["x-request-id"] == "trace-me-1"
+    assert eventually(lambda: stack.server.access_lines())[-1]["request_id"] == "trace-me-1"
+    generated = stack.post("/v1/detect", content=b"abc").headers["x-request-id"]
+    assert eventually(lambda: len(stack.server.access_lines()) == 2)
+    assert stack.server.access_lines()[-1]["request_id"] == generated
+
+
+def test_one_trace_spans_gateway_and_server(stack: Stack) -> None:
+    stack.post("/v1/files", content=b"traced through the gateway\n")
+    gateway_spans = eventually(lambda: stack.gateway.spans.get_finished_spans() if len(
+        stack.gateway.spans.get_finished_spans()) == 2 else None)
+    assert eventually(lambda: stack.gateway.access_lines() and stack.server.access_lines())
+    server_spans = stack.server.spans.get_finished_spans()
+    client_span = next(s for s in gateway_spans if s.kind == SpanKind.CLIENT)
+    gateway_root = next(s for s in gateway_spans if s.kind == SpanKind.SERVER)
+    server_root = next(s for s in server_spans if s.name == "POST /v1/files")
+    assert client_span.parent.span_id == gateway_root.context.span_id
+    assert server_root.parent is not None and server_root.parent.is_remote
+    assert server_root.parent.span_id == client_span.context.span_id
+    assert server_root.context.trace_id == gateway_root.context.trace_id
+    children = {s.name for s in server_spans if s.parent and s.parent.span_id == server_root.context.span_id}
+    assert {"detect", "storage.write"} <= children
+    gateway_log = stack.gateway.access_lines()[-1]
+    server_log = stack.server.access_lines()[-1]
+    assert gateway_log["trace_id"] == server_log["trace_id"] == format(gateway_root.context.trace_id, "032x")
+
+
+@pytest.mark.parametrize("stack", [{"upstream_timeout": 0.3}], indirect=True)
+def test_upstream_timeout_is_504_counted_and_logged_error(stack: Stack) -> None:
+    httpx.post(stack.upstream_url + "/admin/faults", headers={"x-admin-key": ADMIN_KEY},
+               json={"delay_rate": 1.0, "delay_ms": 1500, "duration_s": 30})
+    response = stack.post("/v1/detect", content=b"abc")
+    assert response.status_code == 504
+    assert response.json()["error"] == "upstream_timeout" and "0.3s" in response.json()["detail"]
+    assert stack.gateway.sample("gateway_upstream_errors_total", service="mockup-gateway", reason="timeout") == 1
+    line = eventually(lambda: stack.gateway.access_lines())[-1]
+    assert (line["http_status"], line["level"], line["status"]) == (504, "error", "error")
+
+
+def test_upstream_refusal_is_502_and_readyz_503(tmp_path: Path) -> None:
+    gateway = gateway_harness(tmp_path, f"http://127.0.0.1:{free_port()}")
+    with gateway.client:
+        response = gateway.client.post("/v1/detect", content=b"abc", headers={"x-api-key": KEY})
+        assert response.status_code == 502
+        assert response.json()["error"] == "upstream_connect"
+        assert gateway.sample("gateway_upstream_errors_total", service="mockup-gateway", reason="connect") == 1
+        assert gateway.client.get("/readyz").status_code == 503
+        assert gateway.client.get("/healthz").json() == {"status": "ok"}
+    line = [line for line in gateway.access_lines() if line["route"] == "/v1/{path:path}"][0]
+    assert (line["level"], line["status"]) == ("error", "error")
+
+
+def test_gateway_health_ready_metrics_need_no_key(stack: Stack) -> None:
+    assert httpx.get(stack.url + "/healthz").json() == {"status": "ok"}
+    assert httpx.get(stack.url + "/readyz").status_code == 200
+    stack.post("/v1/detect", content=b"abc")
+    metrics = httpx.get(stack.url + "/metrics").text
+    samples = [line for line in metrics.splitlines() if line and not line.startswith("#")]
+    assert len(samples) > 50
+    assert stack.gateway.sample("http_requests_total", service="mockup-gateway", method="POST",
+                                route="/v1/{path:path}", code="200") == 1
+
+
+def test_credentials_stop_at_the_gateway_and_trace_headers_are_replaced(tmp_path: Path) -> None:
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse(dict(request.headers))
+
+    upstream = Starlette(routes=[Route("/v1/echo", echo, methods=["GET"])])
+    with ThreadedServer(upstream) as echo_server:
+        gateway = gateway_harness(tmp_path, echo_server.url)
+        with gateway.client:
+            seen = gateway.client.get("/v1/echo", headers={
+                "authorization": f"Bearer {KEY}", "x-custom": "kept",
+                "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}).json()
+    assert "authorization" not in seen and "x-api-key" not in seen
+    assert seen["x-custom"] == "kept"
+    trace_id, parent = seen["traceparent"].split("-")[1:3]
+    assert trace_id == "0af7651916cd43dd8448eb211c80319c" and parent != "b7ad6b7169203331"
+    assert json.loads(gateway.log.getvalue().splitlines()[-1])["trace_id"] == trace_id
