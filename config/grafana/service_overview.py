@@ -16,6 +16,7 @@ from config.slo import GATEWAY, MIME_SERVER
 UID = "service-overview"
 SERVICES = (MIME_SERVER, GATEWAY)
 QUANTILES = (0.5, 0.95, 0.99)
+LATENCY_PANEL_TITLE = "Latency p50 / p95 / p99"
 
 # Metric names the panels read, as the services expose them (a test checks a live /metrics).
 REQUESTS = "http_requests_total"
@@ -78,7 +79,7 @@ def build(settings: StackSettings) -> dashboard.Dashboard:
                                "short", span=THIRD, base="blue"))
         .with_row(dashboard.Row("Latency"))
         .with_panel(timeseries_panel(
-            "Latency p50 / p95 / p99",
+            LATENCY_PANEL_TITLE,
             [Query(latency_quantile(q), f"p{round(q * 100)} {{{{service}}}}", exemplar=True) for q in QUANTILES],
             "s", span=24, steps=latency_steps,
             description=(f"SLO: p{round(slo.latency_percentile * 100)} < {slo.latency_seconds:g} s; "
