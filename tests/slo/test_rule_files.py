@@ -1,0 +1,116 @@
+"""The rendered rule files: accepted by promtool for every stack, stable (golden files), complete.
+
+Regenerate the golden files after an intended change with:
+
+    python -m tests.slo.test_rule_files
+
+and review the diff of tests/slo/golden/ like any other code change.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from config import slo
+from config.rules import render_rule_files
+from config.settings import PROJECT_DIR, StackSettings, from_values, load_stack
+
+GOLDEN = Path(__file__).parent / "golden" / "dev"
+
+
+def test_every_stack_renders_rules_promtool_accepts(promtool: str, any_stack: StackSettings, tmp_path: Path) -> None:
+    files = render_rule_files(any_stack)
+    assert set(files) >= {"slo-recording.yml", "slo-alerts.yml", "stack-alerts.yml"}
+    paths = []
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        paths.append(str(tmp_path / name))
+    proc = subprocess.run([promtool, "check", "rules", *paths], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("SUCCESS") == len(paths)
+
+
+def test_dev_rules_match_golden_files(dev: StackSettings) -> None:
+    files = render_rule_files(dev)
+    assert sorted(files) == sorted(p.name for p in GOLDEN.glob("*.yml")), "regen: python -m tests.slo.test_rule_files"
+    for name, text in files.items():
+        assert text == (GOLDEN / name).read_text(), f"{name} differs; regen: python -m tests.slo.test_rule_files"
+
+
+def _rules(settings: StackSettings) -> list[dict]:
+    return [r for text in render_rule_files(settings).values()
+            for g in yaml.safe_load(text)["groups"] for r in g["rules"]]
+
+
+def test_every_alert_has_service_severity_and_runbook(any_stack: StackSettings) -> None:
+    alerts = [r for r in _rules(any_stack) if "alert" in r]
+    assert alerts
+    for rule in alerts:
+        labels, notes = rule["labels"], rule["annotations"]
+        assert labels["severity"] in ("critical", "warning"), rule["alert"]
+        # service is explicit, or every recorded series the alert reads carries it (by-service aggregation)
+        assert "service" in labels or "slo:" in rule["expr"] or "sla:" in rule["expr"] or rule["expr"] == "up == 0"
+        assert notes["summary"] and notes["description"], rule["alert"]
+        assert notes["runbook_url"] == f"README.md#alert-{rule['alert'].lower()}"
+
+
+def test_recording_rules_cover_every_sli_window_and_carry_service_and_sli(dev: StackSettings) -> None:
+    recorded = {(r["record"], r["labels"]["sli"]) for r in _rules(dev) if "record" in r and "labels" in r}
+    for sli in slo.SLIS:
+        for window in ("5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d"):
+            assert (slo.error_ratio_record(window), sli.name) in recorded
+            assert (slo.burn_rate_record(window), sli.name) in recorded
+        assert (slo.SLA_COMPLIANCE, sli.name) in recorded
+    aggregations = [r["expr"] for r in _rules(dev) if r.get("record", "").startswith("slo:sli_error")]
+    assert all("by (service)" in e for e in aggregations)
+
+
+def test_targets_come_from_stack_config(dev: StackSettings) -> None:
+    changed = from_values("dev", {"sloErrorRate": "0.0002", "sloLatencySeconds": "0.25", "alertSecretsRequired": False})
+    text = render_rule_files(changed)["slo-recording.yml"]
+    assert 'slo:sli_error:ratio_rate1h{sli="errors"} / 0.0002' in text
+    assert 'le="0.25"' in text and 'le="0.5"' not in text
+    assert render_rule_files(dev)["slo-recording.yml"] != text
+
+
+def test_latency_threshold_must_be_a_service_bucket() -> None:
+    odd = from_values("dev", {"sloLatencySeconds": "0.3", "alertSecretsRequired": False})
+    with pytest.raises(ValueError, match="bucket bound"):
+        render_rule_files(odd)
+
+
+def test_stack_config_thresholds_are_service_buckets(any_stack: StackSettings) -> None:
+    buckets = slo.service_buckets()
+    assert buckets is not None, "mime_server.metrics.LATENCY_BUCKETS must import in the test environment"
+    assert any_stack.slo.latency_seconds in buckets and any_stack.sla.latency_seconds in buckets
+
+
+def test_no_slo_number_is_written_in_code() -> None:
+    """The targets live in stack config only: no renderer repeats one as a literal."""
+    dev = load_stack("dev")
+    numbers = {dev.sla_availability, dev.slo_availability, dev.sla_error_rate, dev.slo_error_rate,
+               dev.sla_latency_percentile, dev.error_budget_alert_consumed}
+    for module in ("slo.py", "rules.py", "alertmanager.py"):
+        tree = ast.parse((PROJECT_DIR / "config" / module).read_text())
+        literals = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, float)}
+        assert not literals & numbers, f"config/{module} repeats a stack target: {literals & numbers}"
+
+
+def regenerate() -> None:
+    """Rewrite the golden files from the current renderer and dev stack config."""
+    GOLDEN.mkdir(parents=True, exist_ok=True)
+    for old in GOLDEN.glob("*.yml"):
+        old.unlink()
+    for name, text in render_rule_files(load_stack("dev")).items():
+        (GOLDEN / name).write_text(text)
+        print(f"wrote {GOLDEN / name}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    regenerate()
