@@ -273,6 +273,11 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 _Dumper.add_representer(str, _str)
 
 
+def to_yaml(doc: dict[str, Any]) -> str:
+    """YAML text of a rendered document; multi-line strings (PromQL, templates) as literal blocks."""
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=120)
+
+
 def _dump(settings: StackSettings, groups: list[dict[str, Any]]) -> str:
     head = f"# Rendered by config/rules.py for stack {settings.stack}; edit the renderer or the stack config.\n"
-    return head + yaml.dump({"groups": groups}, Dumper=_Dumper, sort_keys=False, width=120)
+    return head + to_yaml({"groups": groups})

@@ -1,0 +1,103 @@
+"""alertmanager.yml rendered from stack settings: routes, receivers (Slack, PagerDuty or local) and inhibition.
+
+Routing follows the runbook: MimeServerDown to Slack #ops-critical and on to PagerDuty, every other
+critical alert to PagerDuty, warnings to Slack #alerts; grouped by alertname and service. Secrets
+are never in the file: receivers read them from files the Pulumi component uploads (SECRET_FILES).
+Without the alert secrets (dev), every receiver is a webhook to the local `webhook-receiver`.
+Written in the subset Alertmanager 0.25 (Debian amtool) and 0.34 both accept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from config import slo
+from config.rules import burn_alert_name, to_yaml
+from config.settings import StackSettings
+
+SECRET_FILES: dict[str, str] = {
+    "slackWebhookAlerts": "/etc/alertmanager/secrets/slack-alerts-url",
+    "slackWebhookOpsCritical": "/etc/alertmanager/secrets/slack-ops-critical-url",
+    "pagerdutyRoutingKey": "/etc/alertmanager/secrets/pagerduty-routing-key",
+}
+LOCAL_RECEIVER_URL = "http://webhook-receiver:9095"
+
+OPS_CRITICAL = "slack-ops-critical"
+PAGERDUTY = "pagerduty"
+SLACK_ALERTS = "slack-alerts"
+GROUP_BY = ["alertname", "service"]
+
+# Alerts that only repeat what MimeServerDown already says about the same service.
+DOWN_SHADOWS = sorted({burn_alert_name(s) for s in slo.SLIS} | {"ErrorBudgetHalfConsumed", "SLAViolation", "TargetDown"})
+
+_SLACK_TEXT = ("{{ range .Alerts }}*{{ .Annotations.summary }}*\n{{ .Annotations.description }}\n"
+               "Runbook: {{ .Annotations.runbook_url }}\n{{ end }}")
+
+
+def secret_path(key: str, secrets_dir: str | Path | None = None) -> str:
+    """Where Alertmanager reads the secret `key`: its container path, or the same file name under secrets_dir."""
+    path = SECRET_FILES[key]
+    return path if secrets_dir is None else str(Path(secrets_dir) / Path(path).name)
+
+
+def receivers(settings: StackSettings, secrets_dir: str | Path | None = None,
+              local_url: str = LOCAL_RECEIVER_URL) -> list[dict[str, Any]]:
+    """The three receivers: Slack and PagerDuty when the secrets are set, else local webhooks."""
+    if not settings.alert_receivers_external:
+        return [{"name": name, "webhook_configs": [{"url": f"{local_url}/{name}", "send_resolved": True}]}
+                for name in (OPS_CRITICAL, PAGERDUTY, SLACK_ALERTS)]
+
+    def slack(name: str, key: str, channel: str) -> dict[str, Any]:
+        return {"name": name, "slack_configs": [{
+            "api_url_file": secret_path(key, secrets_dir), "channel": channel, "send_resolved": True,
+            "text": _SLACK_TEXT}]}
+
+    return [
+        slack(OPS_CRITICAL, "slackWebhookOpsCritical", settings.slack_channel_ops_critical),
+        {"name": PAGERDUTY, "pagerduty_configs": [{
+            "routing_key_file": secret_path("pagerdutyRoutingKey", secrets_dir), "url": settings.pagerduty_url,
+            "send_resolved": True, "severity": "critical"}]},
+        slack(SLACK_ALERTS, "slackWebhookAlerts", settings.slack_channel_alerts),
+    ]
+
+
+def route(settings: StackSettings, group_wait: str | None = None, group_interval: str | None = None,
+          repeat_interval: str | None = None) -> dict[str, Any]:
+    """The route tree; timings default to the stack settings."""
+    return {
+        "receiver": SLACK_ALERTS,
+        "group_by": GROUP_BY,
+        "group_wait": group_wait or settings.alert_group_wait,
+        "group_interval": group_interval or settings.alert_group_interval,
+        "repeat_interval": repeat_interval or settings.alert_repeat_interval,
+        "routes": [
+            {"receiver": OPS_CRITICAL, "matchers": ['alertname="MimeServerDown"'], "continue": True},
+            {"receiver": PAGERDUTY, "matchers": ['severity="critical"']},
+            {"receiver": SLACK_ALERTS, "matchers": ['severity="warning"']},
+        ],
+    }
+
+
+def inhibit_rules() -> list[dict[str, Any]]:
+    """Critical silences warning of the same alert and service; MimeServerDown silences its consequences."""
+    return [
+        {"source_matchers": ['severity="critical"'], "target_matchers": ['severity="warning"'],
+         "equal": ["alertname", "service"]},
+        {"source_matchers": ['alertname="MimeServerDown"'],
+         "target_matchers": [f'alertname=~"{"|".join(DOWN_SHADOWS)}"'], "equal": ["service"]},
+        {"source_matchers": ['alertname="MimeServerDown"'], "target_matchers": ['alertname="GatewayUpstreamErrors"']},
+    ]
+
+
+def render_alertmanager(settings: StackSettings, *, secrets_dir: str | Path | None = None,
+                        group_wait: str | None = None, group_interval: str | None = None,
+                        repeat_interval: str | None = None, local_url: str = LOCAL_RECEIVER_URL) -> str:
+    """alertmanager.yml for the stack. secrets_dir moves the secret files (tests); timings override settings."""
+    doc = {
+        "route": route(settings, group_wait, group_interval, repeat_interval),
+        "receivers": receivers(settings, secrets_dir, local_url),
+        "inhibit_rules": inhibit_rules(),
+    }
+    head = f"# Rendered by config/alertmanager.py for stack {settings.stack}; secrets are read from files.\n"
+    return head + to_yaml(doc)
