@@ -102,7 +102,9 @@ class LiveStack:
 
 def _spawn(stack: ExitStack, args: list[str], log: Path) -> subprocess.Popen[bytes]:
     out = stack.enter_context(log.open("wb"))
+    # Traces stay on (exemplars need sampled trace ids) but go to a closed port, failing fast.
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}", "OTEL_EXPORTER_OTLP_TIMEOUT": "1"}
     proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
 
     def stop() -> None:
