@@ -7,11 +7,11 @@ from typing import Any
 import yaml
 
 from config.loki import DATA_DIR, render_loki
-from config.settings import from_values, load_stack
+from config.settings import load_stack
 
 
-def rendered(**values: Any) -> dict[str, Any]:
-    settings = from_values("dev", values) if values else load_stack("dev")
+def rendered(**updates: Any) -> dict[str, Any]:
+    settings = load_stack("dev").model_copy(update=updates)
     return dict(yaml.safe_load(render_loki(settings)))
 
 
@@ -25,7 +25,7 @@ def paths(doc: Any) -> list[str]:
 
 def test_retention_comes_from_settings_through_the_compactor() -> None:
     assert rendered()["limits_config"]["retention_period"] == "168h"  # the 7-day default
-    doc = rendered(lokiRetentionDays=14)
+    doc = rendered(loki_retention_days=14)
     assert doc["limits_config"]["retention_period"] == "336h"
     assert doc["compactor"]["retention_enabled"] is True
     assert doc["compactor"]["delete_request_store"] == "filesystem"
