@@ -97,9 +97,11 @@ def _struct(props: Mapping[str, Any]) -> struct_pb2.Struct:
     return json_format.ParseDict(dict(props), struct_pb2.Struct())
 
 
-def _diagnostics(response: Any) -> list[Diagnostic]:
+def _diagnostics(response: Any, resource_urn: str = "") -> list[Diagnostic]:
+    """Diagnostics of a response; a resource validation's carry the analyzed resource's URN."""
     levels = {analyzer_pb2.MANDATORY: "mandatory", analyzer_pb2.ADVISORY: "advisory"}
-    return [Diagnostic(d.policyName, levels.get(d.enforcementLevel, str(d.enforcementLevel)), d.urn, d.message)
+    return [Diagnostic(d.policyName, levels.get(d.enforcementLevel, str(d.enforcementLevel)),
+                       d.urn or resource_urn, d.message)
             for d in response.diagnostics]
 
 
@@ -122,7 +124,7 @@ def analyze(servicer: _PolicyAnalyzerServicer, resources: Iterable[Res]) -> list
         request = analyzer_pb2.AnalyzeRequest(
             type=r.type, name=r.name, urn=r.urn, properties=_struct(r.props),
             options=analyzer_pb2.AnalyzerResourceOptions(protect=r.protect, parent=r.parent or ""))
-        found += _diagnostics(servicer.Analyze(request, None))
+        found += _diagnostics(servicer.Analyze(request, None), r.urn)
     stack_request = analyzer_pb2.AnalyzeStackRequest(resources=[
         analyzer_pb2.AnalyzerResource(
             type=r.type, name=r.name, urn=r.urn, properties=_struct(r.props), parent=r.parent or "",
