@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from automation.errors import EXIT_USAGE, AutomationError
+from automation.errors import EXIT_USAGE, AutomationError, ConfigError, UsageError
 from automation.output import print_json, stderr, table
 
 if TYPE_CHECKING:
@@ -249,6 +249,72 @@ def verify(
         print_json({"valid": False, "archive": archive, "error": str(error)})
         raise _fail(error) from None
     print_json({"valid": True, **vars(result), "archive": archive})
+
+
+@app.command("replay")
+def replay(
+    log: Optional[Path] = typer.Option(
+        None, "--log", envvar="REPLAY_LOG", help="Gateway JSON access log or request JSONL (none: a synthetic mix)."
+    ),
+    target: str = typer.Option("http://127.0.0.1:8080", "--target", envvar="REPLAY_TARGET", help="Base URL."),
+    speed: Optional[float] = typer.Option(None, "--speed", help="Replay recorded timing X times faster."),
+    rate: Optional[float] = typer.Option(None, "--rate", help="Ignore recorded timing; send R requests/s."),
+    count: Optional[int] = typer.Option(None, "--count", min=1, help="With --rate: send N requests (cycling the log)."),
+    duration: Optional[str] = typer.Option(None, "--duration", help="With --rate: send for this long (e.g. 30s)."),
+    service: Optional[str] = typer.Option(None, "--service", help="Replay only log lines of this service."),
+    threshold: list[str] = typer.Option([], "--threshold", help="Fail (exit 99) unless e.g. 'p95<500ms', 'error_rate<0.01'."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="REPLAY_API_KEY", help="Sent as X-API-Key."),
+    api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="File holding the X-API-Key."),
+    timeout: str = typer.Option("30s", "--timeout", help="Per-request timeout."),
+    max_connections: int = typer.Option(2048, "--max-connections", min=1, help="Cap on open connections."),
+) -> None:
+    """Replay traffic open-loop (no coordinated omission); table on stderr, JSON on stdout."""
+    import asyncio
+
+    from automation import replay as replaying
+    from automation import traffic
+    from automation.errors import EXIT_THRESHOLDS
+    from automation.thresholds import parse_threshold
+    from automation.units import parse_duration
+
+    try:
+        checks = [parse_threshold(t) for t in threshold]
+        if api_key_file is not None:
+            try:
+                api_key = api_key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read API key file {str(api_key_file)!r}: {exc.strerror}") from None
+        if duration is not None:
+            if rate is None:
+                raise UsageError("--duration needs --rate")
+            count = max(1, int(rate * parse_duration(duration)))
+        if log is None:
+            rate = rate or 20.0
+            plan = traffic.synthetic_plan(rate, parse_duration(duration or "10s"))
+            stderr.print(f"no --log given: replaying a synthetic mime-server mix at {rate:g}/s", highlight=False)
+        else:
+            plan = traffic.load_plan(log, service)
+        schedule = traffic.schedule(plan, speed, rate, count)
+        options = replaying.ReplayOptions(target, api_key, parse_duration(timeout), max_connections)
+        replaying.Origin.parse(target)
+        report = asyncio.run(replaying.run_replay(schedule, options))
+    except AutomationError as error:
+        raise _fail(error) from None
+    results = replaying.evaluate(report, checks)
+    report = {"target": target, "skipped_lines": plan.skipped_lines, **report, "thresholds": results,
+              "passed": all(r["ok"] for r in results)}
+    latency, lag = report["latency_ms"], report["send_lag_ms"]
+    rows = [
+        ("requests", report["requests"]), ("errors", f"{report['errors']} ({report['error_rate']:.2%})"),
+        ("target rate /s", report["target_rate"]), ("achieved rate /s", report["achieved_rate"]),
+        ("send lag p50 / p99 / max ms", f"{lag['p50']} / {lag['p99']} / {lag['max']}"),
+    ] + [(f"latency {k} ms", latency[k]) for k in ("p50", "p90", "p95", "p99", "max")] + [
+        (f"threshold {r['threshold']}", ("[green]ok[/]" if r["ok"] else "[red]FAILED[/]") + f" ({r['observed']})")
+        for r in results
+    ]
+    stderr.print(table("replay", ["measure", "value"], rows))
+    print_json(report)
+    raise typer.Exit(0 if report["passed"] else EXIT_THRESHOLDS)
 
 
 def _register_plugins() -> None:
