@@ -38,8 +38,8 @@ def secret_findings(text: str) -> list[str]:
         if not _INDIRECT.match(value):
             found.append(f"{match.group(1).lower()} value")
             break
-    if _HEX32.search(text) and re.search(
-            r"(?i)(routing|service|integration|pagerduty)[_-]?key", text):
+    if _HEX32.search(text) and (re.fullmatch(r"\s*[0-9a-f]{32}\s*", text) or re.search(
+            r"(?i)(routing|service|integration|pagerduty)[_-]?key", text)):
         found.append("PagerDuty routing key")
     return found
 
@@ -50,8 +50,6 @@ def env_findings(entry: str) -> list[str]:
     if not sep:
         return []
     found = secret_findings(value)
-    if re.fullmatch(r"[0-9a-f]{32}", value):
-        found.append("PagerDuty routing key")
     if (value and _SECRET_ENV_NAME.search(name) and not name.upper().endswith("_FILE")
             and not _INDIRECT.match(value) and not found):
         found.append(f"value of {name}")

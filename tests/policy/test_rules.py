@@ -173,6 +173,7 @@ def test_secret_in_plain_env_is_a_violation(container: dict, entry: str, kind: s
     (f"pagerduty_configs:\n- routing_key: {PD_KEY}\n", "PagerDuty routing key"),
     ("[security]\nadmin_password = hunter2\n", "password"),
     ("api_key: abcdef\n", "api_key"),
+    (f"{PD_KEY}\n", "PagerDuty routing key"),
 ])
 def test_secret_in_plain_upload_is_a_violation(container: dict, content: str, kind: str) -> None:
     container["uploads"].append({"file": "/etc/alertmanager/alertmanager.yml", "content": content})
