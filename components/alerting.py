@@ -21,7 +21,6 @@ class Alerting(pulumi.ComponentResource):
                  ops_image: docker.Image | None, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("observability:alerting:Alerting", name, None, opts)
         self.receiver: docker.Container | None = None
-        deps: list[pulumi.Resource] = []
         if not settings.alert_receivers_external:
             assert ops_image is not None, "the local webhook receiver runs from the ops image"
             self.receiver = hardened_container(settings, network, ContainerSpec(
@@ -33,7 +32,8 @@ class Alerting(pulumi.ComponentResource):
                 read_only=True,
                 tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"},
             ), parent=self)
-            deps.append(self.receiver)
+            # Alertmanager does not wait for it: notifications that fail are retried, and a
+            # receiver on the critical path would delay Prometheus and Grafana for nothing.
 
         self.volume = data_volume(settings, "alertmanager-data", parent=self)
         secret_files = {}
@@ -55,5 +55,5 @@ class Alerting(pulumi.ComponentResource):
             mounts=[Mount("/alertmanager", self.volume)],
             healthcheck=wget_health("http://127.0.0.1:9093/-/healthy"),
             published_port=9093,
-        ), parent=self, depends_on=deps)
+        ), parent=self)
         self.register_outputs({"alertmanager": self.alertmanager.name})

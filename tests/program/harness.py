@@ -74,6 +74,17 @@ class _Mocks(pulumi.runtime.Mocks):
         return {}
 
 
+def unwrap_secrets(value: Any) -> Any:
+    """The value with Pulumi's secret wrappers replaced by what they hold."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+            return unwrap_secrets(value.get("value"))
+        return {k: unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(v) for v in value]
+    return value
+
+
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """The mock monitor, keeping each RegisterResource request for the tests."""
 
@@ -92,7 +103,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 parent=request.parent or None,
                 dependencies=list(request.dependencies),
                 protect=bool(request.protect),
-                inputs=self.resources[response.urn].state if response.urn in self.resources else {},
+                inputs=unwrap_secrets(self.resources[response.urn].state) if response.urn in self.resources else {},
                 raw=raw,
             ))
         return response
@@ -201,7 +212,7 @@ def critical_path(run: ProgramRun) -> list[str]:
     for name in topological_order(graph):
         longest = max((best[d] for d in graph[name] if waits.get(d)), key=len, default=[])
         best[name] = [*longest, name]
-    return max(best.values(), key=len, default=[])
+    return max((path for name, path in best.items() if waits.get(name)), key=len, default=[])
 
 
 STAGING_SECRETS = {
