@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 
 import magic
 
-# libmagic and Python's mimetypes name some types differently; these pairs mean the same thing.
+# libmagic and Python's mimetypes name some types differently; each pair means the same thing.
 _ALIASES: dict[str, str] = {
     "text/x-script.python": "text/x-python",
     "application/x-javascript": "text/javascript",
@@ -19,16 +19,27 @@ _ALIASES: dict[str, str] = {
     "image/x-ms-bmp": "image/bmp",
     "application/x-zip-compressed": "application/zip",
     "audio/x-wav": "audio/wav",
-    "audio/x-wave": "audio/wav",
-    "text/x-shellscript": "application/x-sh",
-    "application/x-bzip2": "application/x-bzip2",
-    "application/x-xz": "application/x-xz",
-    "image/svg": "image/svg+xml",
+    "text/x-shellscript": "text/x-sh",
+    "application/x-sh": "text/x-sh",
+    "application/x-bytecode.python": "application/x-python-code",
+    "text/rtf": "application/rtf",
+    "font/sfnt": "font/ttf",  # libmagic names both TrueType and OpenType "sfnt"
+    "font/otf": "font/ttf",
+    "image/x-icon": "image/vnd.microsoft.icon",
 }
-
-# Detected types that are containers or plain text: many extensions legitimately map onto them.
-_GENERIC_TEXT = "text/plain"
-_ZIP_BASED = {"application/zip", "application/java-archive", "application/epub+zip"}
+# mimetypes reports .gz/.bz2/.xz as an encoding, not a type: the bytes are then the compressor's format.
+_COMPRESSION = {"gzip": "application/gzip", "bzip2": "application/x-bzip2", "xz": "application/x-xz",
+                "compress": "application/x-compress", "br": "application/x-brotli"}
+# Types that are text on disk: libmagic calls them text/plain (or guesses another text/* subtype).
+_TEXTUAL = {"application/json", "application/xml", "text/javascript", "application/x-x509-ca-cert",
+            "application/pem-certificate-chain", "application/x-pem-file", "application/x-tex",
+            "application/x-latex", "application/x-yaml", "application/toml", "application/sql"}
+_ZIP_BASED = {"application/zip", "application/java-archive", "application/epub+zip",
+              "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+              "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+              "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+              "application/vnd.oasis.opendocument.text", "application/vnd.android.package-archive"}
+_UNINFORMATIVE = {"application/octet-stream"}
 
 
 @dataclass(frozen=True)
@@ -51,34 +62,41 @@ def _canonical(mime_type: str) -> str:
     return _ALIASES.get(mime_type, mime_type)
 
 
-def extension_mismatch(filename: str | None, mime_type: str) -> bool:
-    """True when the filename's extension names a known type that differs from the detected one.
+def _textual(mime_type: str) -> bool:
+    return mime_type.startswith("text/") or mime_type in _TEXTUAL or mime_type.endswith(("+xml", "+json"))
 
-    Unknown or absent extensions never count as a mismatch: there is nothing to disagree with.
+
+def expected_type(filename: str) -> str | None:
+    """The type a filename's extension promises (by Python's mimetypes), or None if it promises nothing."""
+    suffix = PurePosixPath(filename).suffix.lower()
+    if not suffix:
+        return None
+    guessed, encoding = mimetypes.guess_type("x" + suffix, strict=False)
+    if encoding is not None:
+        guessed = _COMPRESSION.get(encoding)
+    if guessed is None or guessed in _UNINFORMATIVE:
+        return None
+    return _canonical(guessed)
+
+
+def extension_mismatch(filename: str | None, mime_type: str) -> bool:
+    """True when the filename's extension promises a type the content is not.
+
+    No extension, an unknown one, or one that only says "binary" never counts as a mismatch.
+    libmagic's text subtypes are heuristics (a sentence with commas may come out as text/csv),
+    so detected text is never said to disagree with a textual extension.
     """
     if not filename:
         return False
-    suffix = PurePosixPath(filename).suffix.lower()
-    if not suffix:
-        return False
-    guessed, _encoding = mimetypes.guess_type("x" + suffix, strict=False)
-    if guessed is None:
+    expected = expected_type(filename)
+    if expected is None:
         return False
     detected = _canonical(mime_type)
-    expected = _canonical(guessed)
     if detected == expected:
         return False
-    # libmagic reports most text formats (csv, json, source code) as text/plain.
-    if detected == _GENERIC_TEXT and (expected.startswith("text/") or expected.endswith(("+xml", "/json", "/xml"))):
+    if detected.startswith("text/") and _textual(expected):
         return False
-    if detected in _ZIP_BASED and expected in _ZIP_BASED | {
-        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-        "application/vnd.oasis.opendocument.text",
-    }:
-        return False
-    return True
+    return not (detected in _ZIP_BASED and expected in _ZIP_BASED)
 
 
 class Detector:
