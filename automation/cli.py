@@ -317,6 +317,52 @@ def replay(
     raise typer.Exit(0 if report["passed"] else EXIT_THRESHOLDS)
 
 
+@app.command("export-metrics")
+def export_metrics(
+    prometheus: str = typer.Option(
+        "http://127.0.0.1:9090", "--prometheus", envvar="PROMETHEUS_URL", help="Prometheus base URL."
+    ),
+    query: list[str] = typer.Option([], "--query", help="PromQL, or NAME=PROMQL (repeatable). Default: RED + SLO set."),
+    with_defaults: bool = typer.Option(False, "--with-defaults", help="Export the default set besides --query."),
+    start: str = typer.Option("-1h", "--start", envvar="EXPORT_START", help="RFC 3339, unix seconds, now or -6h."),
+    end: str = typer.Option("now", "--end", envvar="EXPORT_END", help="RFC 3339, unix seconds, now or -5m."),
+    step: str = typer.Option("15s", "--step", envvar="EXPORT_STEP", help="Resolution, e.g. 15s, 1m."),
+    max_points: int = typer.Option(11_000, "--max-points", min=1, help="Points per series per request (<= 11000)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the CSV here instead of stdout."),
+    retries: int = typer.Option(3, "--retries", min=0, help="Retries of a failed chunk request."),
+) -> None:
+    """Export range queries as CSV on stdout (timestamp,unix,query,metric,labels,value); logs on stderr."""
+    from automation import promexport
+    from automation.units import parse_duration, parse_time
+
+    try:
+        if max_points > promexport.MAX_POINTS:
+            raise UsageError(f"--max-points {max_points}: expected at most {promexport.MAX_POINTS} (Prometheus' limit)")
+        start_ms = int(parse_time(start).timestamp() * 1000)
+        end_ms = int(parse_time(end).timestamp() * 1000)
+        step_ms = int(round(parse_duration(step) * 1000))
+        client = promexport.PrometheusClient(prometheus, retries=retries)
+        try:
+            queries = [promexport.Query.parse(q) for q in query]
+            if not queries or with_defaults:
+                queries += [promexport.Query(n, e) for n, e in promexport.DEFAULT_QUERIES]
+                queries += [promexport.Query(n, n) for n in client.recording_rule_names(start_ms, end_ms)]
+            handle = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
+            try:
+                summary = promexport.export_csv(client, queries, start_ms, end_ms, step_ms, handle, max_points)
+            finally:
+                if output:
+                    handle.close()
+                else:
+                    sys.stdout.flush()
+        finally:
+            client.close()
+    except AutomationError as error:
+        raise _fail(error) from None
+    stderr.print(f"exported {summary['rows']} rows ({summary['queries']} queries, {summary['chunks']} requests)",
+                 highlight=False)
+
+
 def _register_plugins() -> None:
     """Commands owned elsewhere plug in here when their module exists."""
     try:
