@@ -363,6 +363,34 @@ def export_metrics(
                  highlight=False)
 
 
+@app.command("fire-test-alert")
+def fire_test_alert(
+    alertmanager: str = typer.Option(
+        "http://127.0.0.1:9093", "--alertmanager", "--url", envvar="ALERTMANAGER_URL", help="Alertmanager base URL."
+    ),
+    severity: str = typer.Option("critical", "--severity", help="critical or warning."),
+    alertname: str = typer.Option("TestAlert", "--alertname", help="alertname label (e.g. MimeServerDown)."),
+    service: str = typer.Option("mime-server", "--service", help="service label."),
+    label: list[str] = typer.Option([], "--label", help="Extra label KEY=VALUE (repeatable)."),
+    resolve: bool = typer.Option(False, "--resolve", help="Resolve the test alert (endsAt = now)."),
+) -> None:
+    """Post a test alert to Alertmanager's API v2 (labels alertname, severity, service, test="true")."""
+    from automation.alert import build_alert, post_alerts
+
+    try:
+        extra: dict[str, str] = {}
+        for item in label:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise UsageError(f"invalid --label {item!r}: expected KEY=VALUE")
+            extra[key] = value
+        alert = build_alert(alertname, severity, service, resolve, extra)
+        post_alerts(alertmanager, [alert])
+    except AutomationError as error:
+        raise _fail(error) from None
+    print_json({"sent": True, "alertmanager": alertmanager, "resolved": resolve, "alert": alert})
+
+
 def _register_plugins() -> None:
     """Commands owned elsewhere plug in here when their module exists."""
     try:
