@@ -129,7 +129,7 @@ def no_public_ports(args: ResourceValidationArgs, report: ReportViolation) -> No
     if public_ports_allowed(args):
         return
     hint = f"bind 127.0.0.1, or opt in with `pulumi config set {ALLOW_PUBLIC_PORTS} true`"
-    for port in items(get(args.props, "ports")):
+    for port in map(reveal, items(get(args.props, "ports"))):
         ip = reveal(get(port, "ip"))
         if ip is UNKNOWN:
             continue  # only known during the update; the program binds literals, so this is rare
@@ -202,7 +202,7 @@ def no_plain_secrets(args: ResourceValidationArgs, report: ReportViolation) -> N
             continue
         found = secret_findings(text[1])
         if found:
-            report(f"container {args.name} uploads {get(upload, 'file')} with a plain {', '.join(found)} "
+            report(f"container {args.name} uploads {reveal(get(upload, 'file'))} with a plain {', '.join(found)} "
                    f"in {text[0]}: pass the content as pulumi.Output.secret(...)")
 
 

@@ -298,3 +298,9 @@ def test_policies_have_the_intended_enforcement_levels() -> None:
     assert {n for n, level in levels.items() if level == "advisory"} == {
         "container-healthcheck", "container-restart-policy", "container-log-rotation"}
     assert len([n for n, level in levels.items() if level == "mandatory"]) == 8
+
+
+def test_secret_wrapped_port_is_still_checked(container: dict) -> None:
+    container["ports"] = [secret({"internal": 3000.0, "external": 3000.0, "ip": "0.0.0.0"})]
+    [message] = check(rules.no_public_ports, container)
+    assert "publishes port 3000 -> 3000" in message
