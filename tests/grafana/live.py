@@ -96,6 +96,17 @@ class LiveStack:
         answer = self.query(expr, instant=True)
         return answer.get("status") == "success" and bool(answer["data"]["result"])
 
+    def diagnosis(self) -> str:
+        """Rule errors and the SLO records present, for a failure message."""
+        groups = httpx.get(f"{self.prometheus_url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        errors = [f"{g['name']}/{r.get('name')}: {r.get('lastError')}" for g in groups for r in g["rules"]
+                  if r.get("lastError")]
+        records = {expr: [(x["metric"].get("service"), x["metric"].get("sli"))
+                          for x in self.query(expr, instant=True)["data"]["result"]]
+                   for expr in ("slo:burn_rate:ratio_rate30d", "slo:error_budget_remaining:ratio")}
+        slow = [(g["name"], g.get("evaluationTime")) for g in groups]
+        return f"rule errors {errors}; records {records}; group evaluation seconds {slow}"
+
     def log_lines(self, service: str) -> list[str]:
         return [line for line in self.logs[service].read_text().splitlines() if line.startswith("{")]
 
@@ -178,9 +189,18 @@ def live_stack(settings: StackSettings, workdir: Path) -> Iterator[LiveStack]:
             wait_until(lambda u=url: httpx.get(f"{u}/healthz", timeout=2).status_code == 200, 30, f"{url}/healthz")
         wait_until(lambda: httpx.get(f"{live.prometheus_url}/-/ready", timeout=2).status_code == 200, 30,
                    "Prometheus ready")
-        send_traffic(live, rounds=8)
-        wait_until(lambda: len(live.query("slo:error_budget_remaining:ratio", instant=True)
-                               ["data"]["result"]) >= 6, 40, "error budget records for 2 services x 3 SLIs")
+        # Counters must be seen before and after requests: wait for the first scrapes, then keep
+        # traffic flowing until every SLO record exists.
+        wait_until(lambda: live.has_data(f'up{{service=~"{MIME_SERVER}|{GATEWAY}"}} == 1')
+                   and len(live.query("up == 1", instant=True)["data"]["result"]) == 3, 30, "first scrapes")
+
+        def budget_recorded() -> bool:
+            send_traffic(live, rounds=2)
+            return len(live.query("slo:error_budget_remaining:ratio", instant=True)["data"]["result"]) >= 6
+        try:
+            wait_until(budget_recorded, 60, "error budget records for 2 services x 3 SLIs")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; {live.diagnosis()}") from None
         send_traffic(live, rounds=4)
         yield live
 
