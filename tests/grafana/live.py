@@ -86,10 +86,12 @@ class LiveStack:
         """Prometheus API answer for `expr` (range over the last minute unless `instant`)."""
         now = time.time()
         if instant:
-            resp = httpx.post(f"{self.prometheus_url}/api/v1/query", data={"query": expr, "time": now}, timeout=10)
+            resp = httpx.post(f"{self.prometheus_url}/api/v1/query", data={"query": expr, "time": now},
+                              timeout=10, trust_env=False)
         else:
             resp = httpx.post(f"{self.prometheus_url}/api/v1/query_range",
-                              data={"query": expr, "start": now - 60, "end": now, "step": 2}, timeout=10)
+                              data={"query": expr, "start": now - 60, "end": now, "step": 2},
+                              timeout=10, trust_env=False)
         return dict(resp.json())
 
     def has_data(self, expr: str) -> bool:
@@ -98,7 +100,7 @@ class LiveStack:
 
     def diagnosis(self) -> str:
         """Rule errors and the SLO records present, for a failure message."""
-        groups = httpx.get(f"{self.prometheus_url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        groups = httpx.get(f"{self.prometheus_url}/api/v1/rules", timeout=10, trust_env=False).json()["data"]["groups"]
         errors = [f"{g['name']}/{r.get('name')}: {r.get('lastError')}" for g in groups for r in g["rules"]
                   if r.get("lastError")]
         records = {expr: [(x["metric"].get("service"), x["metric"].get("sli"))
@@ -143,7 +145,7 @@ def _prometheus_config(mime_port: int, gateway_port: int, prom_port: int, rules_
 def send_traffic(stack: LiveStack, rounds: int) -> None:
     """Uploads, downloads and detections through the gateway and directly; a few 404s and a 401."""
     headers = {"X-API-Key": API_KEY}
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, trust_env=False) as client:
         for _ in range(rounds):
             for name, body in UPLOADS:
                 created = client.post(f"{stack.gateway_url}/v1/files", params={"filename": name},
@@ -186,8 +188,9 @@ def live_stack(settings: StackSettings, workdir: Path) -> Iterator[LiveStack]:
                        f"--web.listen-address=127.0.0.1:{prom_port}", "--enable-feature=exemplar-storage"],
                workdir / "prometheus.log")
         for url in (live.mime_url, live.gateway_url):
-            wait_until(lambda u=url: httpx.get(f"{u}/healthz", timeout=2).status_code == 200, 30, f"{url}/healthz")
-        wait_until(lambda: httpx.get(f"{live.prometheus_url}/-/ready", timeout=2).status_code == 200, 30,
+            wait_until(lambda u=url: httpx.get(f"{u}/healthz", timeout=2, trust_env=False).status_code == 200,
+                       30, f"{url}/healthz")
+        wait_until(lambda: httpx.get(f"{live.prometheus_url}/-/ready", timeout=2, trust_env=False).status_code == 200, 30,
                    "Prometheus ready")
         # Counters must be seen before and after requests: wait for the first scrapes, then keep
         # traffic flowing until every SLO record exists.

@@ -55,8 +55,8 @@ def test_slo_panels_show_both_services_and_every_sli(live: LiveStack) -> None:
 
 
 def test_dashboard_metric_names_exist_on_live_services(live: LiveStack) -> None:
-    mime = metric_names(httpx.get(f"{live.mime_url}/metrics").text)
-    gateway = metric_names(httpx.get(f"{live.gateway_url}/metrics").text)
+    mime = metric_names(httpx.get(f"{live.mime_url}/metrics", trust_env=False).text)
+    gateway = metric_names(httpx.get(f"{live.gateway_url}/metrics", trust_env=False).text)
     assert set(service_overview.SERVICE_METRICS) - mime == set()
     assert set(service_overview.GATEWAY_METRICS) - gateway == set()
 
@@ -67,6 +67,6 @@ def test_latency_panel_exemplars_carry_trace_ids(live: LiveStack, boards: dict[s
     expr = substitute(panel["targets"][1]["expr"])
     now = time.time()
     answer = httpx.post(f"{live.prometheus_url}/api/v1/query_exemplars",
-                        data={"query": expr, "start": now - 120, "end": now}).json()
+                        data={"query": expr, "start": now - 120, "end": now}, trust_env=False).json()
     labels = [e["labels"] for series in answer["data"] for e in series["exemplars"]]
     assert labels and all(len(lab.get("trace_id", "")) == 32 for lab in labels), dump(answer)
