@@ -136,3 +136,21 @@ def test_requests_between_slo_and_sla_thresholds_burn_latency_budget_only(promto
         expect("7h", "LatencyBudgetBurn", [{"service": MIME, "sli": "latency", "severity": "warning",
                                             "long_window": ticket.long, "short_window": ticket.short}]),
     ])
+
+
+def test_jaeger_alerts_match_span_counters_with_and_without_total_suffix(promtool: str, dev: StackSettings,
+                                                                         tmp_path: Path) -> None:
+    rising = " ".join(str(10 * i) for i in range(31))
+    series = [
+        {"series": 'otelcol_receiver_refused_spans{job="jaeger", service="jaeger", receiver="otlp"}', "values": rising},
+        {"series": 'otelcol_exporter_send_failed_spans_total{job="jaeger", service="jaeger", exporter="memstore"}',
+         "values": rising},
+        {"series": 'loki_discarded_samples_total{job="loki", service="loki", reason="rate_limited"}', "values": rising},
+    ]
+    labels = {"severity": "warning"}
+    run_case(promtool, dev, tmp_path, series, [
+        expect("30m", "JaegerSpansRefused", [{**labels, "service": "jaeger"}]),
+        expect("30m", "JaegerSpanExportFailing", [{**labels, "service": "jaeger"}]),
+        expect("30m", "LokiDiscardingLines", [{**labels, "service": "loki"}]),
+        expect("30m", "LogShipperDroppingEntries"),
+    ])
