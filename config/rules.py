@@ -40,6 +40,16 @@ class RuleTimings:
     stack_for: str = DEFAULT_STACK_FOR
     window_scale: float = 1.0
 
+    def __post_init__(self) -> None:
+        down = slo.duration_seconds(self.down_for)
+        for name in ("page_for", "ticket_for", "stack_for"):
+            value = getattr(self, name)
+            if slo.duration_seconds(value) < down:
+                raise ValueError(f"{name} = {value!r}: expected at least down_for ({self.down_for}), or the "
+                                 "alerts MimeServerDown inhibits would notify before it")
+        if not 0 < self.window_scale <= 1:
+            raise ValueError(f"window_scale = {self.window_scale!r}: expected a factor in (0, 1]")
+
     def window(self, nominal: str) -> str:
         """The range actually queried for a nominal window: nominal x window_scale."""
         return slo.format_duration(slo.duration_seconds(nominal) * self.window_scale)

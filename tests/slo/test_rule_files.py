@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from config import slo
-from config.rules import render_rule_files
+from config.rules import RuleTimings, render_rule_files
 from config.settings import PROJECT_DIR, StackSettings, from_values, load_stack
 
 GOLDEN = Path(__file__).parent / "golden" / "dev"
@@ -100,6 +100,13 @@ def test_no_slo_number_is_written_in_code() -> None:
         tree = ast.parse((PROJECT_DIR / "config" / module).read_text())
         literals = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, float)}
         assert not literals & numbers, f"config/{module} repeats a stack target: {literals & numbers}"
+
+
+def test_timings_keep_mime_server_down_the_fastest_alert() -> None:
+    with pytest.raises(ValueError, match="at least down_for"):
+        RuleTimings(down_for="2m", page_for="1m")
+    scaled = RuleTimings(window_scale=1 / 60)
+    assert scaled.window("1h") == "1m" and scaled.window("5m") == "5s"
 
 
 def regenerate() -> None:
