@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -56,10 +57,12 @@ def health_check(
         if as_json:
             print_json({"healthy": False, "error": str(error), "results": []})
         raise _fail(error) from None
+    started = time.monotonic()
     results = health.run_checks(endpoints, policy)
+    elapsed = round(time.monotonic() - started, 3)
     code = health.exit_code(results)
     if as_json:
-        print_json({"healthy": code == 0, "exit_code": code, "results": [r.as_dict() for r in results]})
+        print_json({"healthy": code == 0, "exit_code": code, "elapsed_s": elapsed, "results": [r.as_dict() for r in results]})
     else:
         rows = [
             (

@@ -7,9 +7,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
-import httpx
-
 from automation.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+from automation.httpwire import get_status
 from automation.targets import url_problem
 
 HEALTHY = "healthy"
@@ -48,7 +47,7 @@ class CheckPolicy:
     backoff_s: float = 0.1
 
 
-async def _check_one(client: httpx.AsyncClient, service: str, url: str, policy: CheckPolicy) -> CheckResult:
+async def _check_one(service: str, url: str, policy: CheckPolicy) -> CheckResult:
     problem = url_problem(url)
     if problem:
         return CheckResult(service, url, INVALID, None, None, 0, problem)
@@ -60,17 +59,16 @@ async def _check_one(client: httpx.AsyncClient, service: str, url: str, policy: 
         remaining = deadline - time.monotonic()
         started = time.monotonic()
         try:
-            response = await client.get(url, timeout=max(remaining, 0.001))
+            code = await get_status(url, max(remaining, 0.001))
             latency = (time.monotonic() - started) * 1000
-            if 200 <= response.status_code < 300:
-                return CheckResult(service, url, HEALTHY, response.status_code, latency, attempt, "")
-            status, code = UNHEALTHY, response.status_code
-            detail = f"HTTP {response.status_code}, expected 2xx"
-        except httpx.TimeoutException:
+            if 200 <= code < 300:
+                return CheckResult(service, url, HEALTHY, code, latency, attempt, "")
+            status, detail = UNHEALTHY, f"HTTP {code}, expected 2xx"
+        except asyncio.TimeoutError:
             return CheckResult(
                 service, url, TIMEOUT, None, None, attempt, f"no answer within {policy.timeout_s:g} s"
             )
-        except httpx.HTTPError as exc:
+        except (OSError, ConnectionError) as exc:  # refused, reset, DNS failure, TLS failure, not HTTP
             status, code, latency = UNREACHABLE, None, None
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         # Retry only while the budget allows one more attempt after the pause.
@@ -82,12 +80,8 @@ async def _check_one(client: httpx.AsyncClient, service: str, url: str, policy: 
 
 async def check_all(endpoints: Mapping[str, str], policy: CheckPolicy) -> list[CheckResult]:
     """Check every endpoint at once; results come back in the order of ``endpoints``."""
-    limits = httpx.Limits(max_connections=max(len(endpoints), 1), max_keepalive_connections=0)
-    # trust_env=False: health URLs are internal; a corporate HTTP proxy must not answer for them.
-    async with httpx.AsyncClient(limits=limits, trust_env=False, follow_redirects=False) as client:
-        return list(
-            await asyncio.gather(*(_check_one(client, name, url, policy) for name, url in endpoints.items()))
-        )
+    # Direct connections only: health URLs are internal, an HTTP proxy must not answer for them.
+    return list(await asyncio.gather(*(_check_one(name, url, policy) for name, url in endpoints.items())))
 
 
 def run_checks(endpoints: Mapping[str, str], policy: CheckPolicy) -> list[CheckResult]:

@@ -42,7 +42,9 @@ def available() -> bool:
 
 
 @contextmanager
-def running_prometheus(data_dir: Path, config_text: str = "global:\n  scrape_interval: 1h\n") -> Iterator[str]:
+def running_prometheus(
+    data_dir: Path, config_text: str = "global:\n  scrape_interval: 1h\n", extra_flags: tuple[str, ...] = ()
+) -> Iterator[str]:
     """Start Prometheus on a free loopback port over ``data_dir``; yields its base URL once ready."""
     config = data_dir.parent / "prometheus.yml"
     config.write_text(config_text)
@@ -50,7 +52,7 @@ def running_prometheus(data_dir: Path, config_text: str = "global:\n  scrape_int
     log = open(data_dir.parent / "prometheus.log", "wb")
     process = subprocess.Popen(
         ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={data_dir}",
-         f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=3650d"],
+         f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=3650d", *extra_flags],
         stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"

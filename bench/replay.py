@@ -1,0 +1,106 @@
+"""Benchmark of `automation replay`: the highest constant rate held within 1% with send-lag p99 under 5 ms.
+
+Prints one JSON object. The target is a minimal keep-alive HTTP/1.1 server in a child process
+(asyncio, answers 200 "ok"); rates step up until a step misses either bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+from automation.replay import ReplayOptions, run_replay
+from automation.traffic import Plan, PlannedRequest, schedule
+
+SERVER = textwrap.dedent(
+    """
+    import asyncio, sys
+    REPLY = b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok"
+    async def handle(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\\r\\n\\r\\n")
+                for line in head.split(b"\\r\\n"):
+                    if line[:15].lower() == b"content-length:":
+                        await reader.readexactly(int(line[15:]))
+                writer.write(REPLY)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+    async def main(port):
+        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+        print("ready", flush=True)
+        await server.serve_forever()
+    asyncio.run(main(int(sys.argv[1])))
+    """
+)
+RATES = (250, 500, 1000, 1500, 2000, 2500, 3000)
+SECONDS = 6
+ATTEMPTS = 2  # the machine is shared: a step counts as held if one of two runs holds it
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def timer_noise_p99_ms(seconds: float = 2.0) -> float:
+    """p99 oversleep of time.sleep(1 ms) on this machine now: the floor under any send lag."""
+    late = []
+    deadline = time.monotonic() + 0.001
+    for _ in range(int(seconds * 1000)):
+        time.sleep(max(0.0, deadline - time.monotonic()))
+        late.append(time.monotonic() - deadline)
+        deadline += 0.001
+    late.sort()
+    return round(late[int(len(late) * 0.99)] * 1000, 3)
+
+
+def main() -> None:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], stdout=subprocess.PIPE)
+    assert server.stdout is not None and server.stdout.readline().strip() == b"ready"
+    plan = Plan([PlannedRequest(0.0, "GET", "/v1/files/abc"), PlannedRequest(0.0, "POST", "/v1/files", body_size=512)])
+    steps = []
+    best = None
+    try:
+        noise = timer_noise_p99_ms()
+        for rate in RATES:
+            held = False
+            for attempt in range(1, ATTEMPTS + 1):
+                report = asyncio.run(run_replay(schedule(plan, None, rate, rate * SECONDS),
+                                                ReplayOptions(f"http://127.0.0.1:{port}")))
+                achieved = report["achieved_rate"] or 0.0
+                lag = report["send_lag_ms"]["p99"]
+                held = abs(achieved - rate) / rate <= 0.01 and lag < 5 and report["errors"] == 0
+                steps.append({"target_rate": rate, "attempt": attempt, "achieved_rate": achieved,
+                              "send_lag_p50_ms": report["send_lag_ms"]["p50"], "send_lag_p99_ms": lag,
+                              "latency_p99_ms": report["latency_ms"]["p99"], "errors": report["errors"], "held": held})
+                if held:
+                    break
+            if not held:
+                break
+            best = rate
+    finally:
+        server.kill()
+    print(json.dumps({
+        "bench": "replay",
+        "cores": os.cpu_count(),
+        "seconds_per_step": SECONDS,
+        "attempts_per_step": ATTEMPTS,
+        "os_sleep_1ms_oversleep_p99_ms": noise,
+        "highest_rate_held": best,
+        "criteria": "achieved within 1% of target, send-lag p99 < 5 ms, no errors",
+        "goal": 1000,
+        "steps": steps,
+    }))
+
+
+if __name__ == "__main__":
+    main()
