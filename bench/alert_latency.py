@@ -28,7 +28,7 @@ TARGET_ABOVE_FLOOR_SECONDS = 5
 def production_timings() -> dict[str, Any]:
     """The prod stack's timings and the worst-case detection time they imply."""
     prod = stack_settings("prod")
-    down_for = RuleTimings().down_for
+    down_for = RuleTimings.from_settings(prod).down_for
     parts = {"scrape_interval": prod.scrape_interval, "evaluation_interval": prod.evaluation_interval,
              "mime_server_down_for": down_for, "group_wait": prod.alert_group_wait}
     detection = sum(slo.duration_seconds(v) for v in parts.values())

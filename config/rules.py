@@ -17,14 +17,6 @@ import yaml
 from config import slo
 from config.settings import StackSettings
 
-# Module-level defaults pending stack settings (requested: alertDownFor, sloPageFor, sloTicketFor,
-# stackAlertFor). MimeServerDown's `for` is the shortest so that it is firing, and inhibits the
-# service's SLO alerts, before any of them can fire.
-DEFAULT_DOWN_FOR = "1m"
-DEFAULT_PAGE_FOR = "2m"
-DEFAULT_TICKET_FOR = "15m"
-DEFAULT_STACK_FOR = "5m"
-
 STACK_RATE_WINDOW = "5m"
 SLO_ROUTES = '/v1/.*'  # user-facing API only: scrapes, health checks and admin calls are not the SLI
 RUNBOOK = "README.md#alert-{anchor}"
@@ -34,11 +26,22 @@ RUNBOOK = "README.md#alert-{anchor}"
 class RuleTimings:
     """`for` durations of the alerts and the range compression factor (1 in every real stack)."""
 
-    down_for: str = DEFAULT_DOWN_FOR
-    page_for: str = DEFAULT_PAGE_FOR
-    ticket_for: str = DEFAULT_TICKET_FOR
-    stack_for: str = DEFAULT_STACK_FOR
+    down_for: str
+    page_for: str
+    ticket_for: str
+    stack_for: str
     window_scale: float = 1.0
+
+    @classmethod
+    def from_settings(cls, settings: StackSettings, window_scale: float = 1.0) -> "RuleTimings":
+        """The stack's timings (alertDownFor, sloPageFor, sloTicketFor, stackAlertFor).
+
+        MimeServerDown's `for` is the shortest so that it is firing, and inhibits the service's
+        SLO alerts, before any of them can fire.
+        """
+        return cls(down_for=settings.alert_down_for, page_for=settings.slo_page_for,
+                   ticket_for=settings.slo_ticket_for, stack_for=settings.stack_alert_for,
+                   window_scale=window_scale)
 
     def __post_init__(self) -> None:
         down = slo.duration_seconds(self.down_for)
@@ -62,7 +65,7 @@ def runbook_url(alert: str) -> str:
 
 def render_rule_files(settings: StackSettings, timings: RuleTimings | None = None) -> dict[str, str]:
     """Every rule file of the stack: file name -> YAML text."""
-    t = timings or RuleTimings()
+    t = timings or RuleTimings.from_settings(settings)
     files = {
         "slo-recording.yml": recording_groups(settings, t),
         "slo-alerts.yml": slo_alert_groups(settings, t),

@@ -131,6 +131,10 @@ class StackSettings(BaseModel):
     alert_group_wait: str = Field(alias="alertGroupWait", pattern=r"^[0-9]+(ms|s|m|h)$")
     alert_group_interval: str = Field(alias="alertGroupInterval", pattern=r"^[1-9][0-9]*(ms|s|m|h)$")
     alert_repeat_interval: str = Field(alias="alertRepeatInterval", pattern=r"^[1-9][0-9]*(ms|s|m|h)$")
+    alert_down_for: str = Field(alias="alertDownFor", pattern=r"^[1-9][0-9]*(ms|s|m|h)$")
+    slo_page_for: str = Field(alias="sloPageFor", pattern=r"^[1-9][0-9]*(ms|s|m|h)$")
+    slo_ticket_for: str = Field(alias="sloTicketFor", pattern=r"^[1-9][0-9]*(ms|s|m|h)$")
+    stack_alert_for: str = Field(alias="stackAlertFor", pattern=r"^[1-9][0-9]*(ms|s|m|h)$")
     alert_secrets_required: bool = Field(alias="alertSecretsRequired")
     slack_channel_alerts: str = Field(alias="slackChannelAlerts", pattern=r"^#[a-z0-9_-]+$")
     slack_channel_ops_critical: str = Field(alias="slackChannelOpsCritical", pattern=r"^#[a-z0-9_-]+$")
@@ -226,6 +230,11 @@ class StackSettings(BaseModel):
         if self.slo_latency_percentile < self.sla_latency_percentile:
             raise _err("sloLatencyPercentile", self.slo_latency_percentile,
                        f"at least slaLatencyPercentile ({self.sla_latency_percentile})")
+        for key, value in (("sloPageFor", self.slo_page_for), ("sloTicketFor", self.slo_ticket_for),
+                           ("stackAlertFor", self.stack_alert_for)):
+            if _seconds(value) < _seconds(self.alert_down_for):
+                raise _err(key, value, f"at least alertDownFor ({self.alert_down_for}): MimeServerDown must fire "
+                                       "first, or the alerts it silences notify before it")
         _check_address("bindAddress", self.bind_address)
         if self.backup_s3_bucket and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.backup_s3_bucket):
             raise _err("backupS3Bucket", self.backup_s3_bucket, "a valid S3 bucket name, or empty for no upload")
@@ -261,6 +270,12 @@ class StackSettings(BaseModel):
 
 def _err(key: str, value: object, expected: str) -> SettingsError:
     return SettingsError(f"{PROJECT}:{key} = {value!r}: expected {expected}")
+
+
+def _seconds(duration: str) -> float:
+    """Seconds in a validated duration such as 30s, 5m or 500ms."""
+    number, unit = re.fullmatch(r"([0-9]+)(ms|s|m|h)", duration).groups()  # type: ignore[union-attr]
+    return int(number) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
 
 
 def _check_address(key: str, addr: str) -> None:

@@ -83,6 +83,8 @@ def test_dev_defaults_match_the_runbook():
     ({"lokiImage": "grafana/loki"}, "lokiImage", "pinned by tag or digest"),
     ({"scrapeInterval": "often"}, "scrapeInterval", "a duration such as 30s"),
     ({"bindAddress": "localhost:80"}, "bindAddress", "an IP address"),
+    ({"sloPageFor": "30s"}, "sloPageFor", "at least alertDownFor (1m)"),
+    ({"alertGroupWait": "soon"}, "alertGroupWait", "a duration such as 30s"),
 ])
 def test_bad_configuration_names_key_value_and_expectation(override, key, fragment):
     with pytest.raises(SettingsError) as err:

@@ -38,7 +38,7 @@ def test_no_traffic_does_not_look_like_an_outage(promtool: str, dev: StackSettin
 
 
 def test_full_outage_pages_within_the_expected_time(promtool: str, dev: StackSettings, tmp_path: Path) -> None:
-    t = RuleTimings()
+    t = RuleTimings.from_settings(dev)
     fast = slo.BURN_WINDOWS[0]
     detect = slo.detection_seconds(fast, dev.slo_window_days, 1 / slo.error_budget(dev.slo, "availability"))
     # first bad sample + detection rounded up to a scrape, one evaluation, then the alert's `for`
@@ -54,7 +54,7 @@ def test_full_outage_pages_within_the_expected_time(promtool: str, dev: StackSet
 
 
 def test_full_5xx_outage_pages_on_both_page_windows(promtool: str, dev: StackSettings, tmp_path: Path) -> None:
-    t = RuleTimings()
+    t = RuleTimings.from_settings(dev)
     bound = 60 + 1 + 1 + _minutes(t.page_for)
     series = _both(dev, [Phase(60, ok=PER_MINUTE), Phase(30, errors=PER_MINUTE)], 90)
     pages = [{"service": MIME, "sli": "errors", "severity": "critical", "long_window": w.long,
@@ -84,7 +84,7 @@ def test_budget_below_the_alert_share_stays_silent(promtool: str, dev: StackSett
 
 
 def test_mime_server_down_fires_on_up_zero(promtool: str, dev: StackSettings, tmp_path: Path) -> None:
-    t = RuleTimings()
+    t = RuleTimings.from_settings(dev)
     series = _both(dev, [Phase(10, ok=PER_MINUTE), Phase(10, up=0)], 20)
     run_case(promtool, dev, tmp_path, series, [
         expect("9m", "MimeServerDown"),
@@ -94,7 +94,7 @@ def test_mime_server_down_fires_on_up_zero(promtool: str, dev: StackSettings, tm
 
 
 def test_mime_server_down_fires_when_its_target_is_absent(promtool: str, dev: StackSettings, tmp_path: Path) -> None:
-    t = RuleTimings()
+    t = RuleTimings.from_settings(dev)
     series = service_series(dev, GW, [Phase(10, ok=PER_MINUTE)])
     run_case(promtool, dev, tmp_path, series, [
         expect(f"{_minutes(t.down_for) + 1}m", "MimeServerDown",

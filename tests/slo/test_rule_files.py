@@ -104,8 +104,8 @@ def test_no_slo_number_is_written_in_code() -> None:
 
 def test_timings_keep_mime_server_down_the_fastest_alert() -> None:
     with pytest.raises(ValueError, match="at least down_for"):
-        RuleTimings(down_for="2m", page_for="1m")
-    scaled = RuleTimings(window_scale=1 / 60)
+        RuleTimings(down_for="2m", page_for="1m", ticket_for="15m", stack_for="5m")
+    scaled = RuleTimings(down_for="1m", page_for="2m", ticket_for="15m", stack_for="5m", window_scale=1 / 60)
     assert scaled.window("1h") == "1m" and scaled.window("5m") == "5s"
 
 
