@@ -333,6 +333,7 @@ def export_metrics(
     max_points: int = typer.Option(11_000, "--max-points", min=1, help="Points per series per request (<= 11000)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the CSV here instead of stdout."),
     retries: int = typer.Option(3, "--retries", min=0, help="Retries of a failed chunk request."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes formatting chunks (default: cores)."),
 ) -> None:
     """Export range queries as CSV on stdout (timestamp,unix,query,metric,labels,value); logs on stderr."""
     from automation import promexport
@@ -352,7 +353,9 @@ def export_metrics(
                 queries += [promexport.Query(n, n) for n in client.recording_rule_names(start_ms, end_ms)]
             handle = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
             try:
-                summary = promexport.export_csv(client, queries, start_ms, end_ms, step_ms, handle, max_points)
+                summary = promexport.export_csv(
+                    client, queries, start_ms, end_ms, step_ms, handle, max_points, workers
+                )
             finally:
                 if output:
                     handle.close()

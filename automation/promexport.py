@@ -17,12 +17,14 @@ chunk edges neither repeat nor skip a timestamp.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 import httpx
 
@@ -179,6 +181,19 @@ def _rows(query: Query, series_list: list[dict[str, Any]], chunk: Chunk, stamp_c
     return "".join(parts)
 
 
+_WORKER_CLIENT: PrometheusClient | None = None
+
+
+def _fetch_rows(base_url: str, retries: int, query: Query, chunk: Chunk, step_ms: int) -> tuple[str, int, int]:
+    """Worker job: one chunk of one query as CSV text, with its row and series counts."""
+    global _WORKER_CLIENT
+    if _WORKER_CLIENT is None or _WORKER_CLIENT.base_url != base_url.rstrip("/"):
+        _WORKER_CLIENT = PrometheusClient(base_url, retries=retries)
+    result = _WORKER_CLIENT.query_range(query.expr, chunk, step_ms)
+    text = _rows(query, result, chunk, {})
+    return text, text.count("\n"), len(result)
+
+
 def export_csv(
     client: PrometheusClient,
     queries: list[Query],
@@ -187,35 +202,42 @@ def export_csv(
     step_ms: int,
     out: IO[str],
     max_points: int = MAX_POINTS,
-    on_chunk: Callable[[], None] = lambda: None,
-    parallel: int = 2,
+    parallel: int | None = None,
 ) -> dict[str, int]:
     """Write the CSV of every query over the range; returns counts of queries, chunks, series and rows.
 
-    Up to ``parallel`` chunk requests are in flight while earlier chunks are written, in order.
+    Parsing a chunk's JSON and formatting its rows is CPU-bound Python, so with more than one
+    request to make, chunks are fetched and formatted in worker processes (``parallel``, default
+    one per core), at most ``parallel`` ahead of the writer, and written strictly in order.
     """
     plan = chunks(start_ms, end_ms, step_ms, max_points)
     out.write(HEADER)
+    jobs = [(q, c) for q in queries for c in plan]
+    workers = min(parallel or os.cpu_count() or 1, len(jobs))
     rows = series_seen = 0
-    jobs: Iterator[tuple[Query, Chunk]] = ((q, c) for q in queries for c in plan)
-    window: deque[tuple[Query, Chunk, Future[list[dict[str, Any]]]]] = deque()
-    with ThreadPoolExecutor(max(1, parallel), thread_name_prefix="prometheus") as pool:
-
-        def refill() -> None:
-            while len(window) < max(1, parallel):
-                job = next(jobs, None)
-                if job is None:
-                    return
-                window.append((job[0], job[1], pool.submit(client.query_range, job[0].expr, job[1], step_ms)))
-
-        refill()
-        while window:
-            query, chunk, future = window.popleft()
-            result = future.result()
-            refill()
+    if workers <= 1:
+        for query, chunk in jobs:
+            result = client.query_range(query.expr, chunk, step_ms)
             text = _rows(query, result, chunk, {})
-            rows += text.count("\n")
-            series_seen += len(result)
+            rows, series_seen = rows + text.count("\n"), series_seen + len(result)
             out.write(text)
-            on_chunk()
-    return {"queries": len(queries), "chunks": len(plan) * len(queries), "series_chunks": series_seen, "rows": rows}
+    else:
+        pending = iter(jobs)
+        window: deque[Future[tuple[str, int, int]]] = deque()
+        context = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded parent
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+
+            def refill() -> None:
+                while len(window) < workers + 1:
+                    job = next(pending, None)
+                    if job is None:
+                        return
+                    window.append(pool.submit(_fetch_rows, client.base_url, client.retries, job[0], job[1], step_ms))
+
+            refill()
+            while window:
+                text, count, series = window.popleft().result()
+                refill()
+                rows, series_seen = rows + count, series_seen + series
+                out.write(text)
+    return {"queries": len(queries), "chunks": len(jobs), "series_chunks": series_seen, "rows": rows}

@@ -9,6 +9,7 @@ whole input once per 2 h block, so denser data would take many minutes to backfi
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -42,14 +43,18 @@ def main() -> None:
         backfill(base / "data.om", base / "prometheus" / "data")
         prepare = time.perf_counter() - started
         with running_prometheus(base / "prometheus" / "data", extra_flags=("--query.lookback-delta=2h",)) as url:
-            command = [sys.executable, "-m", "automation", "export-metrics", "--prometheus", url,
-                       "--query", "bench_requests", "--start", str(T0), "--end", str(end), "--step", f"{STEP_S}s"]
-            started = time.perf_counter()
-            done = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                  timeout=600)
-            elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"export failed: {done.stderr}")
+            timings = {}
+            for workers in (2, 1) if os.environ.get("BENCH_EXPORT_COMPARE") else (2,):
+                command = [sys.executable, "-m", "automation", "export-metrics", "--prometheus", url,
+                           "--query", "bench_requests", "--start", str(T0), "--end", str(end), "--step", f"{STEP_S}s",
+                           "--workers", str(workers)]
+                started = time.perf_counter()
+                done = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                      timeout=600)
+                timings[workers] = time.perf_counter() - started
+                if done.returncode != 0:
+                    raise SystemExit(f"export failed: {done.stderr}")
+    elapsed = timings[2]
     match = re.search(r"exported (\d+) rows \(\d+ queries, (\d+) requests\)", done.stderr)
     rows, requests = (int(match.group(1)), int(match.group(2))) if match else (None, None)
     print(json.dumps({
@@ -61,6 +66,7 @@ def main() -> None:
         "expected_rows": SERIES * (DAYS * 86400 // STEP_S + 1),
         "requests": requests,
         "seconds": round(elapsed, 2),
+        "seconds_one_process": round(timings[1], 2) if 1 in timings else None,
         "rows_per_s": round(rows / elapsed) if rows else None,
         "backfill_seconds": round(prepare, 1),
         "stored_sample_interval_s": SAMPLE_INTERVAL_S,

@@ -52,11 +52,12 @@ def _api_samples(url: str, expr: str, start: int, end: int, step: int) -> set[tu
     return {(format_labels(s["metric"]), round(float(t) * 1000), v) for s in result for t, v in s["values"]}
 
 
-def test_chunked_csv_equals_one_api_query_across_chunk_edges(cli, prometheus) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_chunked_csv_equals_one_api_query_across_chunk_edges(cli, prometheus, workers) -> None:  # type: ignore[no-untyped-def]
     start, end, step = T0 + 600, T0 + 600 + 1800, 30  # 61 points; 7 per request -> 9 chunks, 8 edges
     expr = "sum by (service, code) (rate(http_requests_total[5m]))"
     result = cli("export-metrics", "--prometheus", prometheus, "--query", f"rps={expr}", "--start", str(start),
-                 "--end", str(end), "--step", f"{step}s", "--max-points", "7")
+                 "--end", str(end), "--step", f"{step}s", "--max-points", "7", "--workers", workers)
     assert result.exit_code == 0, result.stderr
     rows = _rows(result.stdout)
     assert list(rows[0]) == ["timestamp", "unix", "query", "metric", "labels", "value"]
