@@ -34,6 +34,7 @@ from mime_server.observe import PROPAGATOR, ObservabilityMiddleware, request_id_
 from mime_server.ratelimit import TokenBuckets
 from mime_server.serve import env_default, parse_float, parse_int, run
 from mime_server.tracing import tracer_provider_from_env
+from mime_server.upstream import upstream_transport
 
 # Connection-level headers (RFC 9110 7.6.1) are never forwarded; credentials stop at the gateway.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -90,9 +91,10 @@ class Gateway:
         self.registry = registry
         self.metrics = GatewayMetrics(GATEWAY_SERVICE, registry)
         self.buckets = TokenBuckets(settings.rate_limit, settings.rate_burst)
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
         self.client = httpx.AsyncClient(
-            transport=transport, timeout=httpx.Timeout(settings.upstream_timeout),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=128), follow_redirects=False)
+            transport=transport or upstream_transport(limits), timeout=httpx.Timeout(settings.upstream_timeout),
+            follow_redirects=False)
 
     def _authorise(self, request: Request) -> str:
         key = presented_key(request)
