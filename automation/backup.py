@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -12,6 +13,7 @@ from typing import Any
 from automation import retention, s3
 from automation.archive import scan_totals, write_archive
 from automation.compression import SUFFIX, CompressingWriter
+from automation.durable import fsync_dir
 from automation.errors import BackupError, ConfigError
 from automation.output import byte_progress
 from automation.restore import companion_path
@@ -34,13 +36,6 @@ class BackupOptions:
     s3_endpoint: str | None = None
     progress: bool = False
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _free_name(options: BackupOptions, now: datetime) -> Path:
@@ -69,10 +64,8 @@ def _check(options: BackupOptions) -> None:
         raise ConfigError(f"backup source {str(options.source)!r} is not a directory")
     if options.compression not in SUFFIX:
         raise ConfigError(f"unknown compression {options.compression!r}: expected gz, zst or none")
-    if not retention.archive_pattern(options.name).match(f"{options.name}-20000101T000000Z.tar"):
-        raise ConfigError(f"invalid backup name {options.name!r}")
-    if "/" in options.name:
-        raise ConfigError(f"invalid backup name {options.name!r}: expected no '/'")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", options.name):
+        raise ConfigError(f"invalid backup name {options.name!r}: expected letters, digits, '.', '_' or '-'")
     try:
         options.dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -109,7 +102,7 @@ def run_backup(options: BackupOptions) -> dict[str, Any]:
             raise
     digest = writer.sha256.hexdigest()
     _write_companion(archive, digest)
-    _fsync_dir(options.dest)
+    fsync_dir(options.dest)
     elapsed = time.monotonic() - started
     summary: dict[str, Any] = {
         "archive": str(archive),

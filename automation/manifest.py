@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import asdict, dataclass
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 from automation.errors import ArchiveInvalid
 
@@ -42,16 +42,16 @@ class Entry:
         return (json.dumps({k: v for k, v in asdict(self).items() if v is not None}) + "\n").encode()
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> "Entry":
+    def from_dict(cls, data: dict[str, Any]) -> "Entry":
         try:
             return cls(
                 path=str(data["path"]),
                 type=str(data["type"]),
-                mode=int(data["mode"]),  # type: ignore[arg-type]
-                size=int(data.get("size", 0)),  # type: ignore[arg-type]
-                sha256=data.get("sha256"),  # type: ignore[arg-type]
-                mtime_ns=int(data.get("mtime_ns", 0)),  # type: ignore[arg-type]
-                target=data.get("target"),  # type: ignore[arg-type]
+                mode=int(data["mode"]),
+                size=int(data.get("size", 0)),
+                sha256=data.get("sha256"),
+                mtime_ns=int(data.get("mtime_ns", 0)),
+                target=data.get("target"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ArchiveInvalid(f"manifest entry {data!r} is malformed: {exc}") from None
@@ -79,7 +79,7 @@ class EntryLog:
             yield Entry.from_dict(json.loads(line))
         self._file.seek(0, 2)
 
-    def render(self, header: dict[str, object]) -> IO[bytes]:
+    def render(self, header: dict[str, Any]) -> IO[bytes]:
         """Return a file positioned at 0 holding the whole manifest (header, entries, trailer)."""
         out: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=4 << 20)
         out.write((json.dumps({"format": FORMAT} | header) + "\n").encode())
@@ -95,7 +95,7 @@ class EntryLog:
         self._file.close()
 
 
-def read_manifest(stream: IO[bytes]) -> tuple[dict[str, object], Iterator[Entry], dict[str, object]]:
+def read_manifest(stream: IO[bytes]) -> tuple[dict[str, Any], Iterator[Entry], dict[str, Any]]:
     """Parse a manifest: (header, entries, trailer). Reads it fully into a spooled log first."""
     lines = iter(stream)
     try:
@@ -105,7 +105,7 @@ def read_manifest(stream: IO[bytes]) -> tuple[dict[str, object], Iterator[Entry]
     if header.get("format") != FORMAT:
         raise ArchiveInvalid(f"manifest format is {header.get('format')!r}, expected {FORMAT!r}")
     log = EntryLog()
-    trailer: dict[str, object] | None = None
+    trailer: dict[str, Any] | None = None
     for raw in lines:
         try:
             data = json.loads(raw)

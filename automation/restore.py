@@ -14,12 +14,12 @@ import posixpath
 import shutil
 import tarfile
 import tempfile
-
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import IO, Callable, Iterator
 
 from automation.compression import DecompressingReader
+from automation.durable import fsync_dir
 from automation.errors import ArchiveInvalid, ConfigError
 from automation.manifest import DATA_ROOT, DIR, FILE, MEMBER, SYMLINK, Entry, EntryLog, read_manifest
 
@@ -58,7 +58,7 @@ def read_companion(archive: Path) -> str | None:
 def _relative(member: tarfile.TarInfo) -> str:
     """Map a member name to a path relative to the restored root, refusing anything that could escape."""
     name = member.name
-    if name.startswith("/") or "\\" in name and os.sep == "\\":
+    if name.startswith("/"):
         raise ArchiveInvalid(f"unsafe member {name!r}: absolute path")
     parts = name.rstrip("/").split("/")
     if parts[0] != DATA_ROOT:
@@ -85,7 +85,7 @@ class _Extractor:
         self.dirs: list[Entry] = []
         self.links: list[Entry] = []
 
-    def file(self, entry: Entry, data: io.BufferedReader | None) -> str:
+    def file(self, entry: Entry, data: IO[bytes] | None) -> str:
         digest = hashlib.sha256()
         fd = None
         if self.root is not None:
@@ -153,7 +153,7 @@ def _read(archive: Path, extractor: _Extractor, on_read: Callable[[int], None] |
                     mode = member.mode & 0o7777
                     if member.isreg():
                         entry = Entry(relative, FILE, mode, member.size)
-                        digest = extractor.file(entry, tar.extractfile(member))  # type: ignore[arg-type]
+                        digest = extractor.file(entry, tar.extractfile(member))
                         seen.add(Entry(relative, FILE, mode, member.size, digest))
                     elif member.isdir():
                         entry = Entry(relative, DIR, mode)
@@ -186,10 +186,10 @@ def _read(archive: Path, extractor: _Extractor, on_read: Callable[[int], None] |
                 archive=str(archive),
                 compression=reader.compression,
                 sha256=reader.source.sha256.hexdigest(),
-                entries=int(trailer["entries"]),  # type: ignore[arg-type]
-                files=int(trailer["files"]),  # type: ignore[arg-type]
-                bytes=int(trailer["bytes"]),  # type: ignore[arg-type]
-                created=header.get("created"),  # type: ignore[arg-type]
+                entries=int(trailer["entries"]),
+                files=int(trailer["files"]),
+                bytes=int(trailer["bytes"]),
+                created=header.get("created"),
             )
     finally:
         seen.close()
@@ -261,18 +261,11 @@ def restore_archive(
             if old.exists():
                 os.rename(old, target)
             raise
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 

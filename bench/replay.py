@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ import time
 
 from automation.replay import ReplayOptions, run_replay
 from automation.traffic import Plan, PlannedRequest, schedule
+from tests.automation.conftest import free_port
 
 SERVER = textwrap.dedent(
     """
@@ -43,11 +43,6 @@ RATES = (250, 500, 1000, 1500, 2000, 2500, 3000)
 SECONDS = 6
 ATTEMPTS = 2  # the machine is shared: a step counts as held if one of two runs holds it
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def timer_noise_p99_ms(seconds: float = 2.0) -> float:
