@@ -65,7 +65,8 @@ function request()
 end
 function done(summary, latency, requests)
   local e = summary.errors
-  io.write(string.format('BENCHJSON {"requests": %%d, "duration_us": %%d, "errors": %%d, "p50_us": %%d, "p95_us": %%d, "p99_us": %%d}\n',
+  io.write(string.format('BENCHJSON {"requests": %%d, "duration_us": %%d, "errors": %%d, '
+    .. '"p50_us": %%d, "p95_us": %%d, "p99_us": %%d}\n',
     summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
     latency:percentile(50), latency:percentile(95), latency:percentile(99)))
 end
@@ -263,7 +264,7 @@ async def open_loop(url: str, payload: bytes, unique: bool, rate: int, seconds: 
                                             OPEN_LOOP_TIMEOUT_S)
             if status >= 400:
                 errors += 1
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
             errors += 1
         latencies.append(time.perf_counter() - scheduled)
 

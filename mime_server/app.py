@@ -24,7 +24,7 @@ from mime_server.faults import FaultInjector, FaultSpec
 from mime_server.logs import JsonLogger
 from mime_server.metrics import HttpMetrics, MimeMetrics, metrics_response, new_registry
 from mime_server.observe import ObservabilityMiddleware
-from mime_server.storage import ContentStore, InvalidObjectId, ObjectNotFound, PendingUpload, validate_id
+from mime_server.storage import ContentStore, InvalidObjectId, ObjectNotFound, PendingUpload
 from mime_server.tracing import tracer_provider_from_env
 from mime_server.uploads import Body, clean_filename, read_upload
 

@@ -92,9 +92,10 @@ class Gateway:
         self.metrics = GatewayMetrics(GATEWAY_SERVICE, registry)
         self.buckets = TokenBuckets(settings.rate_limit, settings.rate_burst)
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-        self.client = httpx.AsyncClient(
-            transport=transport or upstream_transport(limits), timeout=httpx.Timeout(settings.upstream_timeout),
-            follow_redirects=False)
+        if transport is None and self.upstream.startswith("http://"):
+            transport = upstream_transport(limits)  # https upstreams keep httpx's own TLS-capable transport
+        self.client = httpx.AsyncClient(transport=transport, limits=limits,
+                                        timeout=httpx.Timeout(settings.upstream_timeout), follow_redirects=False)
 
     def _authorise(self, request: Request) -> str:
         key = presented_key(request)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 LEVELS = {"DEBUG": "debug", "INFO": "info", "WARNING": "warn", "ERROR": "error", "CRITICAL": "error"}
@@ -13,7 +13,7 @@ LEVELS = {"DEBUG": "debug", "INFO": "info", "WARNING": "warn", "ERROR": "error",
 
 def now_iso() -> str:
     """Current time, ISO 8601 with milliseconds and an explicit UTC offset."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class JsonLogger:
@@ -44,7 +44,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         level = LEVELS.get(record.levelname, record.levelname.lower())
-        data: dict[str, Any] = {"ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
+        data: dict[str, Any] = {"ts": datetime.fromtimestamp(record.created, UTC).isoformat(
             timespec="milliseconds"), "level": level, "service": self.service, "msg": record.getMessage(),
             "logger": record.name}
         if level == "error":

@@ -102,7 +102,7 @@ class ObservabilityMiddleware:
             route = route_template(scope)
             span.update_name(f"{method} {route}")
             span.set_attributes({"http.request.method": method, "http.route": route, "url.path": scope["path"],
-                                 "http.response.status_code": status, "request.id": request_id})
+                                 "http.response.status_code": status})
             if status >= 500:
                 span.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
             span_context = span.get_span_context()

@@ -82,8 +82,8 @@ def free_port() -> int:
 class ThreadedServer:
     """Runs an ASGI app with uvicorn on 127.0.0.1 in a background thread (real sockets, real HTTP)."""
 
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
                                                     access_log=False, lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)

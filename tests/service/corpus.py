@@ -58,7 +58,7 @@ def real_files() -> list[Path]:
                 break
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     extras = [Path("/bin/ls"), Path("/usr/bin/file"), Path(sys.executable).resolve(),
-              stdlib / "json" / "__init__.py", stdlib / "LICENSE.txt", 
+              stdlib / "json" / "__init__.py", stdlib / "LICENSE.txt",
               *sorted((stdlib / "lib-dynload").glob("*.so"))[:2], *sorted((stdlib / "__pycache__").glob("*.pyc"))[:2],
               *sorted((stdlib / "ensurepip" / "_bundled").glob("*.whl"))[:1]]
     return [p for bucket in found.values() for p in bucket] + [p for p in extras if p.is_file()]

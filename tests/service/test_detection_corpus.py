@@ -29,7 +29,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, str]]:
     answer = subprocess.run([FILE, "--mime", "-b", "--", *map(str, files)], check=True, capture_output=True,
                             text=True).stdout.splitlines()
     assert len(answer) == len(files)
-    return list(zip(files, answer))
+    return list(zip(files, answer, strict=True))
 
 
 def test_corpus_is_large_and_diverse(corpus: list[tuple[Path, str]]) -> None:

@@ -230,3 +230,23 @@ def test_credentials_stop_at_the_gateway_and_trace_headers_are_replaced(tmp_path
     trace_id, parent = seen["traceparent"].split("-")[1:3]
     assert trace_id == "0af7651916cd43dd8448eb211c80319c" and parent != "b7ad6b7169203331"
     assert json.loads(gateway.log.getvalue().splitlines()[-1])["trace_id"] == trace_id
+
+
+def test_upstream_restart_does_not_fail_requests_on_stale_pooled_connections(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    port = free_port()
+    gateway = gateway_harness(tmp_path, f"http://127.0.0.1:{port}")
+    with gateway.client:
+        with ThreadedServer(server.app, port):
+            assert gateway.client.post("/v1/detect", content=b"abc", headers={"x-api-key": KEY}).status_code == 200
+        with ThreadedServer(server.app, port):  # the pooled keep-alive connection died with the old server
+            again = gateway.client.post("/v1/detect", content=b"abc", headers={"x-api-key": KEY})
+            assert again.status_code == 200, again.text
+
+
+def test_large_streamed_request_body_is_flushed_in_pieces_and_arrives_whole(stack: Stack) -> None:
+    data = os.urandom(1024 * 1024 + 17)  # not a multiple of the 64 KiB write-coalescing threshold
+    created = stack.post("/v1/files", content=iter([data[i:i + 1000] for i in range(0, len(data), 1000)]))
+    assert created.status_code == 201
+    assert created.json()["size"] == len(data)
+    assert stack.get(f"/v1/files/{created.json()['id']}").content == data

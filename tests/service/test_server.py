@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
