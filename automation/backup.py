@@ -124,8 +124,26 @@ def run_backup(options: BackupOptions) -> dict[str, Any]:
     return summary
 
 
+STALE_PARTIAL_S = 86400
+
+
+def remove_stale_partials(options: BackupOptions, now: float | None = None) -> list[str]:
+    """Delete ``.NAME-*.partial`` files left by runs that died more than a day ago (a live run's is newer)."""
+    now = time.time() if now is None else now
+    removed = []
+    for path in options.dest.glob(f".{options.name}-*.partial"):
+        try:
+            if now - path.stat().st_mtime > STALE_PARTIAL_S:
+                path.unlink()
+                removed.append(path.name)
+        except FileNotFoundError:
+            continue
+    return removed
+
+
 def apply_local_retention(options: BackupOptions) -> list[str]:
     """Delete local archives (and their companions) that the retention policy drops; returns their names."""
+    remove_stale_partials(options)
     if options.keep_last is None and options.max_age_days is None:
         return []
     backups = retention.parse_backups(os.listdir(options.dest), options.name)

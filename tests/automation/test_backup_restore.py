@@ -271,3 +271,17 @@ def test_runbook_backup_wrapper_uses_environment(tmp_path) -> None:
     assert Path(summary["archive"]).name.startswith("mime-storage-")
     assert len(list((tmp_path / "out").glob("*.tar.gz"))) == 1
     assert summary["files"] == 1  # uploads in progress (tmp/*) are not archived
+
+
+def test_partials_of_dead_runs_are_removed_but_not_fresh_ones(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    source = tmp_path / "src"
+    source.mkdir()
+    dest = tmp_path / "backups"
+    dest.mkdir()
+    stale = dest / ".backup-20250101T000000Z.tar.gz.partial"
+    fresh = dest / ".backup-20250102T000000Z.tar.gz.partial"
+    for path in (stale, fresh):
+        path.write_bytes(b"half an archive")
+    os.utime(stale, (0, 0))
+    backup(cli, source, dest)
+    assert not stale.exists() and fresh.exists()
