@@ -166,7 +166,10 @@ def test_over_limit_is_refused_while_streaming_without_reading_the_rest(tmp_path
     assert answer.startswith(b"HTTP/1.1 413")
     line = harness.access_lines()[-1]
     assert line["http_status"] == 413
-    assert line["bytes_in"] <= 64 * 1024 + len(chunk), f"app read {line['bytes_in']} bytes past the limit"
+    # The app stops at the first receive() message that crosses the limit. uvicorn pauses reading once
+    # 64 KiB are buffered, so a message holds at most that plus one socket read (uvloop: 256 KiB):
+    # what was read stays far below the 1.6 MiB offered.
+    assert line["bytes_in"] <= 64 * 1024 + 64 * 1024 + 256 * 1024, f"app read {line['bytes_in']} bytes"
     assert stored_names(harness.storage) == []
     assert list((harness.storage / "tmp").iterdir()) == []
 
