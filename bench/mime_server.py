@@ -102,20 +102,25 @@ def free_port() -> int:
 
 
 class OtlpSink:
-    """Local stand-in for an OTLP/HTTP collector: accepts /v1/traces with 200 and counts exports."""
+    """Local stand-in for an OTLP/HTTP collector: answers 200 to /v1/traces, counts (and can keep) exports."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_bodies: bool = False) -> None:
         stats = self.stats = {"exports": 0, "bytes": 0}
+        bodies: list[bytes] = []
+        self.bodies = bodies
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802
-                length = int(self.headers.get("content-length", 0))
-                self.rfile.read(length)
-                stats["exports"] += 1
-                stats["bytes"] += length
+            def do_POST(self) -> None:  # noqa: N802 - http.server naming
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                if self.path == "/v1/traces":
+                    stats["exports"] += 1
+                    stats["bytes"] += len(body)
+                    if keep_bodies:
+                        bodies.append(body)
                 self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
                 self.send_header("content-length", "0")
                 self.end_headers()
 

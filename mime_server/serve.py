@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import uvicorn
 from opentelemetry.trace import TracerProvider
@@ -17,34 +18,29 @@ def env_default(environ: Mapping[str, str], name: str, default: str | None) -> s
     return environ.get(name) or default
 
 
-def parse_int(name: str) -> Callable[[str], int]:
-    """argparse type for a positive integer that names the option in its error."""
+def positive(name: str, convert: Callable[[str], float]) -> Callable[[str], Any]:
+    """argparse type: a positive number parsed with ``convert``; the error names the option and value."""
 
-    def convert(value: str) -> int:
+    def parse(value: str) -> Any:
         try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {value!r}") from None
-        if number < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be positive, got {value!r}")
-        return number
-
-    return convert
-
-
-def parse_float(name: str) -> Callable[[str], float]:
-    """argparse type for a positive number that names the option in its error."""
-
-    def convert(value: str) -> float:
-        try:
-            number = float(value)
+            number = convert(value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be a number, got {value!r}") from None
         if not number > 0:
             raise argparse.ArgumentTypeError(f"{name} must be positive, got {value!r}")
         return number
 
-    return convert
+    return parse
+
+
+def parse_int(name: str) -> Callable[[str], int]:
+    """argparse type for a positive integer."""
+    return positive(name, int)
+
+
+def parse_float(name: str) -> Callable[[str], float]:
+    """argparse type for a positive number."""
+    return positive(name, float)
 
 
 def read_secret_file(path: str | None) -> str | None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,49 +13,26 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NoOpTracerProvider
 from starlette.testclient import TestClient
 
+from bench.mime_server import OtlpSink
 from mime_server.app import ServerSettings, create_app
 from mime_server.tracing import TracingConfigError, otlp_exporter, tracer_provider_from_env
 
 
-class OtlpSink:
-    """A stand-in OTLP/HTTP collector on 127.0.0.1 that keeps every POSTed /v1/traces body."""
-
-    def __init__(self) -> None:
-        bodies: list[bytes] = []
-        self.bodies = bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server naming
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                if self.path == "/v1/traces":
-                    bodies.append(body)
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def spans(self) -> list[tuple[str, str]]:
-        """(service.name, span name) of every span received."""
-        found = []
-        for body in self.bodies:
-            request = ExportTraceServiceRequest.FromString(body)
-            for resource_spans in request.resource_spans:
-                service = next(a.value.string_value for a in resource_spans.resource.attributes
-                               if a.key == "service.name")
-                found += [(service, span.name) for scope in resource_spans.scope_spans for span in scope.spans]
-        return found
+def received_spans(sink: OtlpSink) -> list[tuple[str, str]]:
+    """(service.name, span name) of every span the sink received."""
+    found = []
+    for body in sink.bodies:
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in request.resource_spans:
+            service = next(a.value.string_value for a in resource_spans.resource.attributes
+                           if a.key == "service.name")
+            found += [(service, span.name) for scope in resource_spans.scope_spans for span in scope.spans]
+    return found
 
 
 @pytest.fixture
 def sink() -> Iterator[OtlpSink]:
-    collector = OtlpSink()
+    collector = OtlpSink(keep_bodies=True)
     yield collector
     collector.server.shutdown()
 
@@ -94,7 +69,7 @@ def test_spans_reach_an_otlp_http_collector(sink: OtlpSink, tmp_path: Path,
         assert client.post("/v1/files", content=b"exported\n").status_code == 201
     assert provider.force_flush(5000)
     provider.shutdown()
-    spans = sink.spans()
+    spans = received_spans(sink)
     assert ("mime-server", "POST /v1/files") in spans
     assert ("mime-server", "detect") in spans and ("mime-server", "storage.write") in spans
 
@@ -108,7 +83,7 @@ def test_otel_service_name_overrides_the_default(sink: OtlpSink, tmp_path: Path,
         client.get("/healthz")
     provider.force_flush(5000)
     provider.shutdown()
-    assert ("mime-server-canary", "GET /healthz") in sink.spans()
+    assert ("mime-server-canary", "GET /healthz") in received_spans(sink)
 
 
 def test_incoming_traceparent_is_continued(tmp_path: Path) -> None:
