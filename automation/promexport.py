@@ -17,8 +17,10 @@ chunk edges neither repeat nor skip a timestamp.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import re
 import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -110,6 +112,59 @@ def format_labels(labels: dict[str, str]) -> str:
     return "{" + ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(labels.items()) if k != "__name__") + "}"
 
 
+Series = tuple[dict[str, str], list[tuple[str, str]]]  # (labels, [(unix seconds, value), ...])
+_SAMPLE = re.compile(r'\[([^,\[\]"]+),"([^"]*)"\]')
+_DECODER = json.JSONDecoder()
+
+
+def parse_matrix(text: str) -> list[Series]:
+    """Parse a query_range response body into series, fast when the layout is Prometheus' own.
+
+    ``json.loads`` builds a list, a float and a string per sample and dominates an export's
+    time; Prometheus writes each series as ``{"metric":{...},"values":[[t,"v"],...]}``, and
+    ``{"metric":`` cannot occur inside a JSON string (quotes are escaped there), so the labels
+    are decoded with the real JSON decoder and only the sample pairs are matched directly.
+    Anything unexpected falls back to the full JSON parse.
+    """
+    head = text[:200]
+    if '"status":"success"' not in head or '"resultType":"matrix"' not in head:
+        return _parse_matrix_slow(text)
+    series: list[Series] = []
+    position = 0
+    while (start := text.find('{"metric":', position)) >= 0:
+        try:
+            labels, end = _DECODER.raw_decode(text, start + len('{"metric":'))
+        except json.JSONDecodeError:
+            return _parse_matrix_slow(text)
+        if not text.startswith(',"values":[', end):
+            return _parse_matrix_slow(text)
+        values_start = end + len(',"values":[')
+        if text.startswith("]", values_start):
+            series.append((labels, []))
+            position = values_start
+            continue
+        values_end = text.find("]]", values_start) + 1
+        if values_end <= 0:
+            return _parse_matrix_slow(text)
+        samples = _SAMPLE.findall(text, values_start, values_end + 1)
+        if len(samples) != text.count("],[", values_start, values_end) + 1:
+            return _parse_matrix_slow(text)
+        series.append((labels, samples))
+        position = values_end
+    if not series and '"result":[]' not in text:
+        return _parse_matrix_slow(text)
+    return series
+
+
+def _parse_matrix_slow(text: str) -> list[Series]:
+    try:
+        document = json.loads(text)
+        result = document["data"]["result"]
+        return [(item["metric"], [(repr(t), v) for t, v in item.get("values", [])]) for item in result]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ExportError(f"Prometheus answered a range query with an unexpected body: {exc}") from None
+
+
 class PrometheusClient:
     """query_range and metadata calls with retries of transient failures (transport errors, 429, 5xx)."""
 
@@ -123,7 +178,7 @@ class PrometheusClient:
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, what: str, raw: bool = False, **kwargs: Any) -> Any:
         delay = self.backoff_s
         for attempt in range(self.retries + 1):
             try:
@@ -132,7 +187,7 @@ class PrometheusClient:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
                 if response.status_code == 200:
-                    return response.json()["data"]
+                    return response.text if raw else response.json()["data"]
                 try:
                     problem = f"HTTP {response.status_code}: {response.json().get('error', response.text[:200])}"
                 except ValueError:
@@ -144,10 +199,9 @@ class PrometheusClient:
                 delay *= 2
         raise ExportError(f"{what} failed after {self.retries + 1} attempts against {self.base_url}: {problem}")
 
-    def query_range(self, expr: str, chunk: Chunk, step_ms: int) -> list[dict[str, Any]]:
+    def query_range(self, expr: str, chunk: Chunk, step_ms: int) -> list[Series]:
         form = {"query": expr, "start": _seconds(chunk.start_ms), "end": _seconds(chunk.end_ms), "step": _seconds(step_ms)}
-        data = self._call("POST", "/api/v1/query_range", f"query {expr!r}", data=form)
-        return list(data["result"])
+        return parse_matrix(self._call("POST", "/api/v1/query_range", f"query {expr!r}", raw=True, data=form))
 
     def recording_rule_names(self, start_ms: int, end_ms: int) -> list[str]:
         """Recording rules loaded now, plus any ``a:b`` series name stored in the range (recording-rule convention)."""
@@ -163,15 +217,14 @@ class PrometheusClient:
         return sorted(names)
 
 
-def _rows(query: Query, series_list: list[dict[str, Any]], chunk: Chunk, stamp_cache: dict[float, str]) -> str:
+def _rows(query: Query, series_list: list[Series], chunk: Chunk, stamp_cache: dict[str, str]) -> str:
     parts: list[str] = []
-    for series in sorted(series_list, key=lambda s: format_labels(s["metric"])):
-        labels = series["metric"]
+    for labels, samples in sorted(series_list, key=lambda s: format_labels(s[0])):
         middle = f",{_csv(query.name)},{_csv(labels.get('__name__', ''))},{_csv(format_labels(labels))},"
-        for stamp, value in series["values"]:
+        for stamp, value in samples:
             prefix = stamp_cache.get(stamp)
             if prefix is None:
-                ms = round(stamp * 1000)
+                ms = round(float(stamp) * 1000)
                 if not chunk.start_ms <= ms <= chunk.end_ms:
                     continue  # defensive: never emit a timestamp owned by a neighbouring chunk
                 moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)

@@ -65,3 +65,27 @@ def test_chunks_cover_every_step_once() -> None:
     assert chunks(0, 0, 15_000) == [chunks(0, 0, 15_000)[0]] and len(chunks(0, 14_999, 15_000)) == 1
     with pytest.raises(ConfigError, match="end is before start"):
         chunks(10, 0, 1)
+
+
+def test_matrix_parser_fast_path_matches_json_and_survives_odd_labels() -> None:
+    import json
+
+    from automation.promexport import _parse_matrix_slow, parse_matrix
+
+    odd = {"__name__": "m", "path": '/a{b}"]],[x', "le": "+Inf"}
+    body = json.dumps({"status": "success", "data": {"resultType": "matrix", "result": [
+        {"metric": odd, "values": [[1700000000, "1"], [1700000015.5, "NaN"], [1700000030, "+Inf"]]},
+        {"metric": {}, "values": [[1700000000, "-1.5e-05"]]},
+    ]}}, separators=(",", ":"))
+    fast = parse_matrix(body)
+    assert fast == [(odd, [("1700000000", "1"), ("1700000015.5", "NaN"), ("1700000030", "+Inf")]),
+                    ({}, [("1700000000", "-1.5e-05")])]
+    assert [(labels, [(float(t), v) for t, v in samples]) for labels, samples in fast] == [
+        (labels, [(float(t), v) for t, v in samples]) for labels, samples in _parse_matrix_slow(body)]
+    assert parse_matrix(json.dumps({"status": "success", "data": {"resultType": "matrix", "result": []}},
+                                   separators=(",", ":"))) == []
+    # A layout other than Prometheus' own (spaces, other key order) takes the full JSON parse.
+    spaced = json.dumps({"status": "success", "data": {"resultType": "matrix", "result": [
+        {"values": [[1700000000, "2"]], "metric": {"a": "b"}}]}})
+    assert [(labels, [(float(t), v) for t, v in samples]) for labels, samples in parse_matrix(spaced)] == [
+        ({"a": "b"}, [(1700000000.0, "2")])]
