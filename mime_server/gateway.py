@@ -91,7 +91,9 @@ class Gateway:
         self.registry = registry
         self.metrics = GatewayMetrics(GATEWAY_SERVICE, registry)
         self.buckets = TokenBuckets(settings.rate_limit, settings.rate_burst)
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        # httpcore scans its whole pool for every request: a bounded pool keeps that cost flat under
+        # bursts (excess requests wait for a connection instead of opening ever more).
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
         if transport is None and self.upstream.startswith("http://"):
             transport = upstream_transport(limits)  # https upstreams keep httpx's own TLS-capable transport
         self.client = httpx.AsyncClient(transport=transport, limits=limits,
