@@ -143,7 +143,10 @@ class Gateway:
             return error_response(429, "rate_limited", f"rate limit of {self.settings.rate_limit:g}/s "
                                   f"(burst {self.settings.rate_burst}) exceeded for this key", round(wait, 3),
                                   headers={"retry-after": str(max(1, math.ceil(wait)))})
-        url = self.upstream + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        # The raw path, as the client encoded it: decoding and re-encoding could change what it names.
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        query = request.scope.get("query_string", b"")
+        url = self.upstream + raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
         has_body = request.method in BODY_METHODS or "content-length" in request.headers \
             or "transfer-encoding" in request.headers
         with self.tracer.start_as_current_span(f"{request.method} upstream", kind=SpanKind.CLIENT) as span:

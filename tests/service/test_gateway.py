@@ -250,3 +250,15 @@ def test_large_streamed_request_body_is_flushed_in_pieces_and_arrives_whole(stac
     assert created.status_code == 201
     assert created.json()["size"] == len(data)
     assert stack.get(f"/v1/files/{created.json()['id']}").content == data
+
+
+def test_encoded_path_and_query_reach_upstream_unchanged(tmp_path: Path) -> None:
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse({"raw_path": request.scope["raw_path"].decode(), "query": request.url.query})
+
+    upstream = Starlette(routes=[Route("/v1/{rest:path}", echo, methods=["GET"])])
+    with ThreadedServer(upstream) as echo_server:
+        gateway = gateway_harness(tmp_path, echo_server.url)
+        with ThreadedServer(gateway.app) as front:
+            seen = httpx.get(front.url + "/v1/files/a%2Fb?filename=x%20y&z=1", headers={"x-api-key": KEY}).json()
+    assert seen == {"raw_path": "/v1/files/a%2Fb", "query": "filename=x%20y&z=1"}
