@@ -42,6 +42,8 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy
 CREDENTIALS = frozenset({"x-api-key", "authorization"})
 TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Upstream answers up to this size (with a Content-Length) are relayed whole; larger ones stream.
+BUFFERED_RESPONSE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,19 @@ class Gateway:
                 return self._failure("protocol", 502, f"upstream failed: {type(exc).__name__}: {exc}")
             span.set_attribute("http.response.status_code", upstream.status_code)
         headers = {k: v for k, v in upstream.headers.items() if k not in HOP_BY_HOP and k != "x-request-id"}
+        length = upstream.headers.get("content-length", "")
+        if length.isdigit() and int(length) <= BUFFERED_RESPONSE_BYTES:
+            # Small answers (JSON, errors) go out in one piece: cheaper than a streaming response.
+            try:
+                body = b"".join([chunk async for chunk in upstream.aiter_raw()])
+            except httpx.TimeoutException as exc:
+                return self._failure("timeout", 504, f"upstream body stalled past {self.settings.upstream_timeout:g}s "
+                                     f"({type(exc).__name__})")
+            except httpx.HTTPError as exc:
+                return self._failure("body", 502, f"upstream body failed: {type(exc).__name__}: {exc}")
+            finally:
+                await upstream.aclose()
+            return Response(body, status_code=upstream.status_code, headers=headers)
         return StreamingResponse(self._relay(upstream), status_code=upstream.status_code, headers=headers,
                                  background=BackgroundTask(upstream.aclose))
 

@@ -6,6 +6,8 @@ import hashlib
 import io
 import json
 import os
+import socketserver
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,3 +264,20 @@ def test_encoded_path_and_query_reach_upstream_unchanged(tmp_path: Path) -> None
         with ThreadedServer(gateway.app) as front:
             seen = httpx.get(front.url + "/v1/files/a%2Fb?filename=x%20y&z=1", headers={"x-api-key": KEY}).json()
     assert seen == {"raw_path": "/v1/files/a%2Fb", "query": "filename=x%20y&z=1"}
+
+
+def test_upstream_dying_mid_body_is_502_counted_as_body_error(tmp_path: Path) -> None:
+    class Truncating(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.recv(65536)
+            self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: text/plain\r\n\r\nshort")
+
+    with socketserver.TCPServer(("127.0.0.1", 0), Truncating) as broken:
+        threading.Thread(target=broken.serve_forever, daemon=True).start()
+        gateway = gateway_harness(tmp_path, f"http://127.0.0.1:{broken.server_address[1]}")
+        with gateway.client:
+            response = gateway.client.get("/v1/anything", headers={"x-api-key": KEY})
+        broken.shutdown()
+    assert response.status_code == 502
+    assert response.json()["error"] == "upstream_body"
+    assert gateway.sample("gateway_upstream_errors_total", service="mockup-gateway", reason="body") == 1
