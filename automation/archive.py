@@ -59,10 +59,10 @@ def _pad(size: int) -> bytes:
     return b"\0" * (-size % BLOCK)
 
 
-def scan_totals(source: Path, excludes: list[str]) -> tuple[int, int]:
+def scan_totals(source: Path, excludes: list[str], first: list[str] | None = None) -> tuple[int, int]:
     """Count regular files and their bytes (for the progress bar); cheap, metadata only."""
     files = total = 0
-    for _relative, entry_stat in walk(source, excludes):
+    for _relative, entry_stat in walk(source, excludes, first):
         if stat.S_ISREG(entry_stat.st_mode):
             files += 1
             total += entry_stat.st_size
@@ -74,22 +74,42 @@ def _excluded(relative: str, excludes: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(relative, p) for p in excludes)
 
 
-def walk(source: Path, excludes: list[str]) -> Iterator[tuple[str, os.stat_result]]:
-    """Yield (relative posix path, lstat) depth-first in sorted order, the root first as ""; links not followed."""
+def walk(source: Path, excludes: list[str], first: list[str] | None = None) -> Iterator[tuple[str, os.stat_result]]:
+    """Yield (relative posix path, lstat) depth-first in sorted order, the root first as ""; links not followed.
+
+    Subtrees named in ``first`` come right after the root. For a store that writes A before
+    making B visible (mime-server writes the ``meta/`` sidecar, then renames the object into
+    ``objects/``), archiving B first means every B in the archive has its A, without a snapshot.
+    """
     yield "", os.lstat(source)
-    stack: list[str] = [""]
+    ordered = [p.strip("/") for p in first or [] if p.strip("/")]
+    for relative in ordered:
+        if _excluded(relative, excludes):
+            continue
+        try:
+            entry_stat = os.lstat(source / relative)
+        except FileNotFoundError:
+            continue
+        yield relative, entry_stat
+        if stat.S_ISDIR(entry_stat.st_mode):
+            yield from _walk_below(source, relative, excludes, set())
+    yield from _walk_below(source, "", excludes, set(ordered))
+
+
+def _walk_below(source: Path, top: str, excludes: list[str], skip: set[str]) -> Iterator[tuple[str, os.stat_result]]:
+    stack: list[str] = [top]
     while stack:
         relative_dir = stack.pop()
         directory = source / relative_dir if relative_dir else source
         try:
             with os.scandir(directory) as it:
                 children = sorted(it, key=lambda e: e.name)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             continue
         subdirs: list[str] = []
         for child in children:
             relative = f"{relative_dir}/{child.name}" if relative_dir else child.name
-            if _excluded(relative, excludes):
+            if relative in skip or _excluded(relative, excludes):
                 continue
             try:
                 child_stat = child.stat(follow_symlinks=False)
@@ -142,6 +162,7 @@ def write_archive(
     sink: Sink,
     excludes: list[str] | None = None,
     on_bytes: Callable[[int], None] = lambda n: None,
+    first: list[str] | None = None,
 ) -> ArchiveStats:
     """Write a complete tar stream of ``source`` (members, manifest, end-of-archive blocks) into ``sink``."""
     excludes = excludes or []
@@ -157,7 +178,7 @@ def write_archive(
 
     out = _Counting()
     try:
-        for relative, entry_stat in walk(source, excludes):
+        for relative, entry_stat in walk(source, excludes, first):
             mode = entry_stat.st_mode
             name = _member_name(relative)
             entry: Entry | None

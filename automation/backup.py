@@ -31,6 +31,7 @@ class BackupOptions:
     keep_last: int | None = None
     max_age_days: float | None = None
     excludes: list[str] = field(default_factory=list)
+    first: list[str] = field(default_factory=list)
     s3_bucket: str | None = None
     s3_prefix: str = ""
     s3_endpoint: str | None = None
@@ -82,7 +83,7 @@ def run_backup(options: BackupOptions) -> dict[str, Any]:
     now = datetime.now(timezone.utc)
     archive = _free_name(options, now)
     temporary = archive.with_name("." + archive.name + ".partial")
-    _files, total = scan_totals(options.source, options.excludes) if options.progress else (0, 0)
+    _files, total = scan_totals(options.source, options.excludes, options.first) if options.progress else (0, 0)
     with byte_progress(options.progress) as progress:
         task = progress.add_task(f"backup {options.source}", total=total or None)
         try:
@@ -90,7 +91,7 @@ def run_backup(options: BackupOptions) -> dict[str, Any]:
                 writer = CompressingWriter(out, options.compression, options.level)
                 try:
                     stats = write_archive(
-                        options.source, writer, options.excludes, lambda n: progress.advance(task, n)
+                        options.source, writer, options.excludes, lambda n: progress.advance(task, n), options.first
                     )
                 finally:
                     writer.close()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
+from rich.markup import escape
 
 from automation.errors import EXIT_USAGE, AutomationError, ConfigError, UsageError
 from automation.output import print_json, stderr, table
@@ -29,7 +30,7 @@ def _root() -> None:
 
 
 def _fail(error: AutomationError) -> typer.Exit:
-    stderr.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
+    stderr.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
     return typer.Exit(error.exit_code)
 
 
@@ -71,8 +72,8 @@ def health_check(
                 r.http_status,
                 None if r.latency_ms is None else f"{r.latency_ms:.1f}",
                 r.attempts,
-                r.url,
-                r.detail,
+                escape(r.url),
+                escape(r.detail),
             )
             for r in results
         ]
@@ -94,6 +95,9 @@ _MAX_AGE = typer.Option(
     None, "--max-age-days", envvar="BACKUP_MAX_AGE_DAYS", min=0, help="Delete archives older than D days."
 )
 _EXCLUDE = typer.Option([], "--exclude", help="Glob of names or relative paths to leave out (repeatable).")
+_FIRST = typer.Option(
+    [], "--first", help="Archive this subdirectory before the rest (repeatable); mime-server storage: objects."
+)
 _S3_BUCKET = typer.Option(None, "--s3-bucket", envvar="S3_BUCKET", help="Also upload to this bucket.")
 _S3_PREFIX = typer.Option("", "--s3-prefix", envvar="S3_PREFIX", help="Key prefix in the bucket.")
 _S3_ENDPOINT = typer.Option(None, "--s3-endpoint", envvar="S3_ENDPOINT", help="S3 endpoint URL (MinIO, moto...).")
@@ -109,6 +113,7 @@ def _backup_options(
     keep_last: Optional[int],
     max_age_days: Optional[float],
     exclude: list[str],
+    first: list[str],
     s3_bucket: Optional[str],
     s3_prefix: str,
     s3_endpoint: Optional[str],
@@ -125,6 +130,7 @@ def _backup_options(
         keep_last=keep_last,
         max_age_days=max_age_days,
         excludes=exclude,
+        first=first,
         s3_bucket=s3_bucket or None,
         s3_prefix=s3_prefix,
         s3_endpoint=s3_endpoint or None,
@@ -142,6 +148,7 @@ def backup(
     keep_last: Optional[int] = _KEEP_LAST,
     max_age_days: Optional[float] = _MAX_AGE,
     exclude: list[str] = _EXCLUDE,
+    first: list[str] = _FIRST,
     s3_bucket: Optional[str] = _S3_BUCKET,
     s3_prefix: str = _S3_PREFIX,
     s3_endpoint: Optional[str] = _S3_ENDPOINT,
@@ -151,7 +158,7 @@ def backup(
     from automation.backup import run_backup
 
     options = _backup_options(
-        source, dest, compression, level, name, keep_last, max_age_days, exclude, s3_bucket, s3_prefix,
+        source, dest, compression, level, name, keep_last, max_age_days, exclude, first, s3_bucket, s3_prefix,
         s3_endpoint, progress,
     )
     try:
@@ -173,6 +180,7 @@ def backup_schedule(
     keep_last: Optional[int] = _KEEP_LAST,
     max_age_days: Optional[float] = _MAX_AGE,
     exclude: list[str] = _EXCLUDE,
+    first: list[str] = _FIRST,
     s3_bucket: Optional[str] = _S3_BUCKET,
     s3_prefix: str = _S3_PREFIX,
     s3_endpoint: Optional[str] = _S3_ENDPOINT,
@@ -183,7 +191,7 @@ def backup_schedule(
     from automation.units import parse_duration
 
     options = _backup_options(
-        source, dest, compression, level, name, keep_last, max_age_days, exclude, s3_bucket, s3_prefix,
+        source, dest, compression, level, name, keep_last, max_age_days, exclude, first, s3_bucket, s3_prefix,
         s3_endpoint, False,
     )
     try:
@@ -415,7 +423,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     try:
         app(args=argv, prog_name="automation")
     except AutomationError as error:  # raised by a command outside its own handler
-        stderr.print(f"[bold red]error:[/] {error}", soft_wrap=True)
+        stderr.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         sys.exit(EXIT_USAGE + 128)

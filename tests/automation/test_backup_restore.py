@@ -285,3 +285,18 @@ def test_partials_of_dead_runs_are_removed_but_not_fresh_ones(cli, tmp_path) -> 
     os.utime(stale, (0, 0))
     backup(cli, source, dest)
     assert not stale.exists() and fresh.exists()
+
+
+def test_first_subtree_is_archived_before_the_rest(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    source = tmp_path / "store"
+    for sub in ("meta", "objects", "tmp"):
+        (source / sub).mkdir(parents=True)
+        (source / sub / "x").write_text(sub)
+    archive = Path(backup(cli, source, tmp_path / "b", "--first", "objects", "--exclude", "tmp/*")["archive"])
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert names[:3] == ["data", "data/objects", "data/objects/x"]
+    assert sorted(names[3:]) == ["data/meta", "data/meta/x", "data/tmp", "manifest.jsonl"]
+    target = tmp_path / "restored"
+    assert cli("restore", "--archive", str(archive), "--target", str(target), "--no-progress").exit_code == 0
+    assert (target / "objects" / "x").read_text() == "objects" and list((target / "tmp").iterdir()) == []
