@@ -41,7 +41,8 @@ class Origin:
     @property
     def host_header(self) -> str:
         default = 443 if self.scheme == "https" else 80
-        return self.host if self.port == default else f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 literal
+        return host if self.port == default else f"{host}:{self.port}"
 
 
 def encode_request(origin: Origin, method: str, path: str, headers: tuple[tuple[str, str], ...], body: bytes) -> bytes:
