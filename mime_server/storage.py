@@ -6,8 +6,12 @@ Layout under the storage root::
     meta/<sha256>.json      detected mime type and charset (sidecar, written before the object)
     tmp/                    uploads in progress; emptied at start-up, never read as objects
 
-Every write goes temp file -> fsync -> rename -> fsync(directory), so a crash (kill -9,
+Every object write goes temp file -> fsync -> rename -> fsync(objects/), so a crash (kill -9,
 power loss) leaves either the complete object or nothing under ``objects/``.
+
+The sidecar is a cache of a pure function of the bytes (libmagic's answer): it is written
+atomically (temp file, rename) before the object, but not fsynced. If a power loss takes it,
+reads detect again from the object. That saves two of four fsyncs per upload.
 """
 
 from __future__ import annotations
@@ -126,13 +130,10 @@ class ContentStore:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(json.dumps(metadata, sort_keys=True).encode())
-                handle.flush()
-                os.fsync(handle.fileno())
             os.replace(name, self.meta / f"{object_id}.json")
         except BaseException:
             Path(name).unlink(missing_ok=True)
             raise
-        _fsync_dir(self.meta)
 
     def commit(self, upload: PendingUpload, metadata: dict[str, Any]) -> tuple[str, bool]:
         """Make an upload durable and visible; return (id, created). Blocking: run it in a thread.
@@ -168,7 +169,7 @@ class ContentStore:
             raise ObjectNotFound(object_id) from None
         try:
             metadata = json.loads((self.meta / f"{object_id}.json").read_bytes())
-        except FileNotFoundError:
+        except (FileNotFoundError, ValueError):  # lost or torn by a power cut: callers detect again
             metadata = {}
         return StoredObject(object_id, path, stat, metadata)
 

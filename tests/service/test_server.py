@@ -67,6 +67,19 @@ def test_get_returns_bytes_with_detected_type_etag_and_length(server: Harness) -
     assert cached.status_code == 304
 
 
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_lost_or_torn_sidecar_is_detected_again_on_read(server: Harness, damage: str) -> None:
+    object_id = server.client.post("/v1/files", content=PNG_1x1).json()["id"]
+    sidecar = server.storage / "meta" / f"{object_id}.json"
+    if damage == "delete":
+        sidecar.unlink()
+    else:
+        sidecar.write_bytes(b"")
+    response = server.client.get(f"/v1/files/{object_id}")
+    assert (response.status_code, response.headers["content-type"]) == (200, "image/png")
+    assert response.content == PNG_1x1
+
+
 def test_text_is_served_with_its_charset(server: Harness) -> None:
     text = "grüße aus köln\n".encode()
     object_id = server.client.post("/v1/files", content=text).json()["id"]
