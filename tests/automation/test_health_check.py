@@ -109,3 +109,20 @@ def test_runbook_wrapper_reads_targets_from_env(services) -> None:  # type: igno
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["healthy"] is True
+
+
+def test_targets_come_from_pulumi_stack_output(services, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    stack_output = json.loads(services.read_text())
+    stack_output["health_endpoints"] = {"healthy": stack_output["health_endpoints"]["healthy"]}
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "pulumi"  # stands in for the CLI: records its arguments, prints a stack output
+    fake.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'args'}\ncat <<'JSON'\n{json.dumps(stack_output)}\nJSON\n")
+    fake.chmod(0o755)
+    env = os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PULUMI_STACK": "staging", "PYTHON": sys.executable}
+    env.pop("HEALTH_TARGETS", None)
+    done = subprocess.run(["bash", str(ROOT / "automation/health-check-all.sh"), "--json"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "args").read_text().split() == ["stack", "output", "--json", "--stack", "staging"]
+    assert [r["service"] for r in json.loads(done.stdout)["results"]] == ["healthy"]
