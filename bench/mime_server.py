@@ -412,8 +412,24 @@ def detection_micro_costs() -> dict[str, float]:
     return out
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes on the machine have used since boot (from /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process and its reaped children (services, wrk, framework apps)."""
+    import resource
+
+    return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+
+
 def main() -> None:
     began = time.monotonic()
+    busy_before, own_before = machine_busy_seconds(), own_cpu_seconds()
     load_before = os.getloadavg()
     sink = OtlpSink()
     report: dict[str, Any] = {
@@ -467,6 +483,11 @@ def main() -> None:
         "p95_met": worst_p95 <= P95_TARGET_MS,
     }
     report["machine"]["loadavg_1m_at_end"] = os.getloadavg()[0]
+    wall = time.monotonic() - began
+    busy, own = machine_busy_seconds() - busy_before, own_cpu_seconds() - own_before
+    # The machine is shared: CPU that other processes took during the run was not available to this one.
+    report["machine"]["cpu_seconds"] = {"available": round(wall * (os.cpu_count() or 1), 1),
+                                        "this_bench": round(own, 1), "other_processes": round(max(0.0, busy - own), 1)}
     report["duration_s"] = round(time.monotonic() - began, 1)
     sink.server.shutdown()
     print(json.dumps(report, indent=2))
