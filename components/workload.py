@@ -97,7 +97,9 @@ class Workload(pulumi.ComponentResource):
             assert ops_image is not None, "scheduled backups run from the ops image"
             self.backups = data_volume(settings, "mime-storage-backups", parent=self)
             command = ["python", "-m", "automation", "backup-schedule", "--source", "/data", "--dest", "/backups",
-                       "--every", f"{settings.backup_interval_hours}h",
+                       "--every", f"{settings.backup_interval_hours}h", "--name", "mime-storage",
+                       # objects before their sidecars' directory; uploads in flight (tmp/) are skipped
+                       "--first", "objects", "--exclude", "tmp/*",
                        "--compression", settings.backup_compression,
                        "--keep-last", str(settings.backup_keep_last),
                        "--max-age-days", str(settings.backup_max_age_days)]
