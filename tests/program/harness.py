@@ -8,6 +8,7 @@ inputs (where secrets still carry Pulumi's secret signature).
 
 from __future__ import annotations
 
+import asyncio
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +123,10 @@ def stack_config(stack: str, overrides: dict[str, Any] | None = None,
 def run_program(stack: str, overrides: dict[str, Any] | None = None,
                 secrets: dict[str, str] | None = None) -> ProgramRun:
     """Run __main__.py for `stack` under mocks; raises what the program raises."""
+    # Earlier tests in the same process (asyncio servers, uvloop) may have closed or replaced the
+    # main thread's loop; Pulumi's runtime needs a current default loop.
+    asyncio.set_event_loop_policy(None)
+    asyncio.set_event_loop(asyncio.new_event_loop())
     monitor = RecordingMonitor(_Mocks())
     pulumi_settings.set_root_resource(None)  # a fresh Stack per run
     pulumi_mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
