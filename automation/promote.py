@@ -20,7 +20,6 @@ from typing import Any, Optional
 import typer
 
 from automation.errors import EXIT_CONFIG, AutomationError
-from config.settings import PROJECT, PROJECT_DIR, declared_config, image_tag
 
 
 class PromotionError(AutomationError):
@@ -64,6 +63,8 @@ def _stack_file(project_dir: Path, stack: str) -> Path:
 
 
 def _bare(key: str) -> str:
+    from config.settings import PROJECT
+
     ns, sep, name = key.partition(":")
     if sep and ns != PROJECT:
         raise PromotionError(f"{key}: only {PROJECT}:* keys are promoted")
@@ -75,6 +76,8 @@ def _is_secure(value: Any) -> bool:
 
 
 def _source_value(key: str, declared: dict[str, dict[str, Any]], config: dict[str, Any], stack: str) -> Any:
+    from config.settings import PROJECT, image_tag
+
     spec = declared.get(key)
     if spec is None:
         close = difflib.get_close_matches(key, list(declared), n=3)
@@ -98,8 +101,12 @@ def _source_value(key: str, declared: dict[str, dict[str, Any]], config: dict[st
 
 
 def promote(source: str, target: str, keys: list[str] | None = None, dry_run: bool = False,
-            project_dir: Path = PROJECT_DIR) -> Promotion:
+            project_dir: Path | None = None) -> Promotion:
     """Copy `keys` (default: every image pin) from stack `source` to stack `target`."""
+    # Imported here, not at module top: every `python -m automation` command loads this module.
+    from config.settings import PROJECT, PROJECT_DIR, declared_config
+
+    project_dir = project_dir or PROJECT_DIR
     if source == target:
         raise PromotionError(f"--from and --to are both {source!r}: expected two different stacks")
     declared = declared_config(project_dir)
@@ -158,7 +165,7 @@ def promote_command(
 ) -> None:
     """Copy image pins (or --keys) from one stack file to the next; prints the diff; never copies secrets."""
     try:
-        result = promote(source, target, _split(keys) or None, dry_run, project_dir or PROJECT_DIR)
+        result = promote(source, target, _split(keys) or None, dry_run, project_dir)
     except AutomationError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(error.exit_code) from None
