@@ -21,15 +21,16 @@ from config.logshipper import render_alloy, render_promtail
 from config.loki import render_loki
 from config.prometheus import render_prometheus
 from config.rules import render_rule_files
-from config.settings import ALERT_SECRET_KEYS, PROJECT_DIR, SettingsError, StackSettings, from_values, stack_file_values
+from config.settings import (
+    ALERT_SECRET_KEYS, PROJECT_DIR, SettingsError, StackSettings, defaults, from_values, stack_file_values,
+)
 
 
 def settings_for_render(stack: str, project_dir: Path = PROJECT_DIR) -> StackSettings:
     """The stack's settings; alert secrets required by the stack count as set (values are never read)."""
     values, secrets = stack_file_values(stack, project_dir)
-    probe = from_values(stack, {**values, "alertSecretsRequired": False}, secrets, project_dir)
-    declared_required = values.get("alertSecretsRequired", True)
-    if probe.alerting_enabled and str(declared_required).lower() != "false":
+    effective = defaults(project_dir) | values
+    if all(str(effective[k]).lower() != "false" for k in ("alertingEnabled", "alertSecretsRequired")):
         secrets = set(secrets) | set(ALERT_SECRET_KEYS)
     return from_values(stack, values, secrets, project_dir)
 
