@@ -20,17 +20,20 @@ class TracingConfigError(ValueError):
 
 
 def otlp_exporter(environ: Mapping[str, str]) -> SpanExporter:
-    """The OTLP span exporter for OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL; endpoints come from the env."""
+    """The OTLP span exporter for OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL; endpoints come from the env.
+
+    Both are opentelemetry's exporters with the faster encoder of ``mime_server.otlp``.
+    """
     protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get(
         "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+        from mime_server.otlp import GrpcSpanExporter
 
-        return GrpcExporter()
+        return GrpcSpanExporter()
     if protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+        from mime_server.otlp import HttpSpanExporter
 
-        return HttpExporter()
+        return HttpSpanExporter()
     raise TracingConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL must be one of {SUPPORTED_PROTOCOLS}, got {protocol!r}")
 
 
