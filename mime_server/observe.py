@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -79,33 +80,38 @@ class ObservabilityMiddleware:
             await send(message)
 
         error: BaseException | None = None
-        context = PROPAGATOR.extract(headers)
-        with self.tracer.start_as_current_span(method, context=context, kind=SpanKind.SERVER,
-                                               record_exception=False, set_status_on_exception=False) as span:
-            self.metrics.in_flight.inc()
-            try:
-                await self.app(scope, counting_receive, tagging_send)
-            except Exception as exc:  # noqa: BLE001 - every unhandled exception becomes a logged 500
-                error = exc
-                span.record_exception(exc)
-                if counts["status"] == 0:
-                    body = json.dumps({"error": "internal_error", "detail": f"{type(exc).__name__}: {exc}",
-                                       "request_id": request_id}).encode()
-                    await tagging_send({"type": "http.response.start", "status": 500, "headers": [
-                        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-                    await tagging_send({"type": "http.response.body", "body": body})
-                else:
-                    counts["status"] = 500  # headers already went out: record the failure anyway
-            finally:
-                self.metrics.in_flight.dec()
+        # start_span + attach instead of start_as_current_span: the same span and context, without
+        # two generator-based context managers per request (tracing's cost is paid on every request).
+        parent = PROPAGATOR.extract(headers)
+        span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER,
+                                      attributes={"http.request.method": method, "url.path": scope["path"]},
+                                      record_exception=False, set_status_on_exception=False)
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, counting_receive, tagging_send)
+        except Exception as exc:  # noqa: BLE001 - every unhandled exception becomes a logged 500
+            error = exc
+            span.record_exception(exc)
+            if counts["status"] == 0:
+                body = json.dumps({"error": "internal_error", "detail": f"{type(exc).__name__}: {exc}",
+                                   "request_id": request_id}).encode()
+                await tagging_send({"type": "http.response.start", "status": 500, "headers": [
+                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                await tagging_send({"type": "http.response.body", "body": body})
+            else:
+                counts["status"] = 500  # headers already went out: record the failure anyway
+        finally:
+            self.metrics.in_flight.dec()
+            otel_context.detach(token)
             status = counts["status"] or 500
             route = route_template(scope)
             span.update_name(f"{method} {route}")
-            span.set_attributes({"http.request.method": method, "http.route": route, "url.path": scope["path"],
-                                 "http.response.status_code": status})
+            span.set_attributes({"http.route": route, "http.response.status_code": status})
             if status >= 500:
                 span.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
-            span_context = span.get_span_context()
+            span.end()
+        span_context = span.get_span_context()
         duration = time.perf_counter() - started
         trace_id = format(span_context.trace_id, "032x") if span_context.is_valid else None
         span_id = format(span_context.span_id, "016x") if span_context.is_valid else None
