@@ -133,6 +133,44 @@ class OtlpSink:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+def serve_sink() -> None:
+    """``python -m bench.mime_server --otlp-sink``: an OtlpSink in its own process (as Jaeger is).
+
+    Prints its URL, serves until SIGTERM, then prints its counters as JSON.
+    """
+    sink = OtlpSink()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(sink.url, flush=True)
+    stop.wait()
+    sink.server.shutdown()
+    print(json.dumps(sink.stats), flush=True)
+
+
+@contextlib.contextmanager
+def sink_process() -> Iterator[tuple[str, dict[str, int]]]:
+    """A separate OTLP sink process, so its work does not share the load generator's interpreter.
+
+    Yields (url, stats); stats is filled when the context ends.
+    """
+    process = subprocess.Popen([sys.executable, "-m", "bench.mime_server", "--otlp-sink"], cwd=REPO,
+                               env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    stats: dict[str, int] = {}
+    try:
+        yield process.stdout.readline().strip(), stats
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=10)
+        stats.update(json.loads(out.strip().splitlines()[-1]))
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (from /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -146,11 +184,11 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def service_pair(workdir: Path, telemetry: bool, sink: OtlpSink) -> Iterator[dict[str, str]]:
-    """mime-server plus gateway as real processes; yields their base URLs."""
+def service_pair(workdir: Path, telemetry: bool, sink_url: str) -> Iterator[dict[str, Any]]:
+    """mime-server plus gateway as real processes; yields their base URLs and pids ("pids")."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     if telemetry:
-        env |= {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url,
+        env |= {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url,
                 "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
     else:
         env["OTEL_TRACES_EXPORTER"] = "none"
@@ -164,7 +202,8 @@ def service_pair(workdir: Path, telemetry: bool, sink: OtlpSink) -> Iterator[dic
                                 "--upstream", f"http://127.0.0.1:{server_port}", "--api-keys-file", str(keys),
                                 "--rate-limit", "1000000", "--rate-burst", "1000000"],
                                cwd=REPO, env=env, stdout=subprocess.DEVNULL)
-    urls = {"server": f"http://127.0.0.1:{server_port}", "gateway": f"http://127.0.0.1:{gateway_port}"}
+    urls: dict[str, Any] = {"server": f"http://127.0.0.1:{server_port}", "gateway": f"http://127.0.0.1:{gateway_port}",
+                            "pids": {"mime-server": server.pid, "gateway": gateway.pid}}
     try:
         wait_healthy(urls["server"], server)
         wait_healthy(urls["gateway"], gateway)
@@ -182,17 +221,27 @@ def service_pair(workdir: Path, telemetry: bool, sink: OtlpSink) -> Iterator[dic
 # -- load generators --------------------------------------------------------------------------
 
 
-def wrk(url: str, body: Path, unique: bool, seconds: int, workdir: Path) -> dict[str, float]:
-    """Closed-loop run of wrk with CONNECTIONS connections; requests/s and latency percentiles."""
+def wrk(url: str, body: Path, unique: bool, seconds: int, workdir: Path,
+        pids: dict[str, int] | None = None) -> dict[str, Any]:
+    """Closed-loop run of wrk with CONNECTIONS connections; requests/s, latency percentiles and,
+    for each process in ``pids``, the CPU time it spent per request (less noisy than throughput
+    on a shared machine)."""
     script = workdir / f"post-{body.stem}.lua"
     script.write_text(WRK_SCRIPT % {"body": body, "unique": "true" if unique else "false", "key": API_KEY})
+    before = {name: process_cpu_seconds(pid) for name, pid in (pids or {}).items()}
     result = subprocess.run([WRK, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(script), url],
                             capture_output=True, text=True, check=True)
     line = next(line for line in result.stdout.splitlines() if line.startswith("BENCHJSON "))
     data = json.loads(line.removeprefix("BENCHJSON "))
-    return {"requests_per_s": round(data["requests"] / (data["duration_us"] / 1e6), 1),
-            "p50_ms": data["p50_us"] / 1000, "p95_ms": data["p95_us"] / 1000, "p99_ms": data["p99_us"] / 1000,
-            "errors": data["errors"], "requests": data["requests"]}
+    out: dict[str, Any] = {
+        "requests_per_s": round(data["requests"] / (data["duration_us"] / 1e6), 1),
+        "p50_ms": data["p50_us"] / 1000, "p95_ms": data["p95_us"] / 1000, "p99_ms": data["p99_us"] / 1000,
+        "errors": data["errors"], "requests": data["requests"]}
+    if pids:
+        requests = max(1, data["requests"])
+        out["cpu_us_per_request"] = {name: round((process_cpu_seconds(pid) - before[name]) / requests * 1e6)
+                                     for name, pid in pids.items()}
+    return out
 
 
 def best_of(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -395,6 +444,15 @@ def cost_pct(off: dict[str, float], on: dict[str, float]) -> float:
     return round((1 - on["requests_per_s"] / off["requests_per_s"]) * 100, 1)
 
 
+def cpu_cost_pct(off_runs: list[dict[str, Any]], on_runs: list[dict[str, Any]]) -> float:
+    """Extra CPU per request with tracing on, both services together, lowest run of each mode."""
+    def per_request(run: dict[str, Any]) -> int:
+        return sum(run["cpu_us_per_request"].values())
+
+    off, on = min(map(per_request, off_runs)), min(map(per_request, on_runs))
+    return round((on / off - 1) * 100, 1)
+
+
 def detection_micro_costs() -> dict[str, float]:
     """libmagic's own cost per 4 KiB: text is far slower than binary formats (regex text tests)."""
     from mime_server.detection import Detector
@@ -431,14 +489,17 @@ def main() -> None:
     began = time.monotonic()
     busy_before, own_before = machine_busy_seconds(), own_cpu_seconds()
     load_before = os.getloadavg()
-    sink = OtlpSink()
     report: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "loadavg_1m_at_start": load_before[0]},
         "method": {"closed_loop": f"wrk -t1 -c{CONNECTIONS}, {CLOSED_LOOP_SECONDS}s per run, best of {REPEATS}",
                    "open_loop": f"{OPEN_LOOP_RATE} req/s for {OPEN_LOOP_SECONDS}s through the gateway, at most "
                                 f"{OPEN_LOOP_CONNECTIONS} connections, latency from scheduled start, "
                                 f"over {OPEN_LOOP_TIMEOUT_S}s = error",
-                   "telemetry_on": "OTLP/http-protobuf + BatchSpanProcessor to a local sink (200 on /v1/traces)",
+                   "telemetry_off": "OTEL_TRACES_EXPORTER=none (metrics and logs are always on)",
+                   "telemetry_on": "OTLP/http-protobuf + BatchSpanProcessor to a local sink process (200 on "
+                                   "/v1/traces), 100% of requests traced",
+                   "telemetry_cost": "1 - throughput on / throughput off, best runs; cpu_cost_pct: service CPU "
+                                     "per request on / off - 1, from /proc/PID/stat",
                    "detect_payload": "4 KiB PNG", "upload_payload": "64 KiB PNG, last bytes unique per request"},
     }
     with tempfile.TemporaryDirectory(prefix="bench-mime-") as tmp:
@@ -450,7 +511,8 @@ def main() -> None:
         report["detection_cost_per_call"] = detection_micro_costs()
         closed: dict[str, Any] = {}
         open_results: dict[str, Any] = {}
-        with service_pair(workdir, False, sink) as off_urls, service_pair(workdir, True, sink) as on_urls:
+        with sink_process() as (sink_url, sink_stats), service_pair(workdir, False, sink_url) as off_urls, \
+                service_pair(workdir, True, sink_url) as on_urls:
             urls = {"telemetry_off": off_urls, "telemetry_on": on_urls}
             for name, path, body, unique in (("detect_4k", "/v1/detect", detect_body, False),
                                              ("upload_64k", "/v1/files", upload_body, True)):
@@ -460,9 +522,10 @@ def main() -> None:
                     for _ in range(REPEATS):  # alternate off/on so drift on the shared machine hits both
                         for mode in runs:
                             runs[mode].append(wrk(urls[mode][target] + path, body, unique, CLOSED_LOOP_SECONDS,
-                                                  workdir))
+                                                  workdir, urls[mode]["pids"]))
                     entry = {mode: best_of(results) for mode, results in runs.items()}
                     entry["telemetry_cost_pct"] = cost_pct(entry["telemetry_off"], entry["telemetry_on"])
+                    entry["cpu_cost_pct"] = cpu_cost_pct(runs["telemetry_off"], runs["telemetry_on"])
                     closed[name][target] = entry
             for name, path, body, unique in (("detect_4k", "/v1/detect", detect_body, False),
                                              ("upload_64k", "/v1/files", upload_body, True)):
@@ -473,7 +536,7 @@ def main() -> None:
         time.sleep(0.5)
     report["closed_loop"] = closed
     report["open_loop_gateway"] = open_results
-    report["otlp_sink"] = sink.stats
+    report["otlp_sink"] = sink_stats
     worst_cost = max(entry["telemetry_cost_pct"] for per in closed.values() for entry in per.values())
     worst_p95 = max(mode["p95_ms"] for per in open_results.values() for mode in per.values())
     report["targets"] = {
@@ -489,9 +552,11 @@ def main() -> None:
     report["machine"]["cpu_seconds"] = {"available": round(wall * (os.cpu_count() or 1), 1),
                                         "this_bench": round(own, 1), "other_processes": round(max(0.0, busy - own), 1)}
     report["duration_s"] = round(time.monotonic() - began, 1)
-    sink.server.shutdown()
     print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--otlp-sink"]:
+        serve_sink()
+    else:
+        main()
