@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import anyio
 import anyio.to_thread
 from opentelemetry.trace import TracerProvider
 from prometheus_client import CollectorRegistry
@@ -26,9 +27,13 @@ from mime_server.metrics import HttpMetrics, MimeMetrics, metrics_response, new_
 from mime_server.observe import ObservabilityMiddleware
 from mime_server.storage import ContentStore, InvalidObjectId, ObjectNotFound, PendingUpload
 from mime_server.tracing import tracer_provider_from_env
-from mime_server.uploads import Body, clean_filename, read_upload
+from mime_server.uploads import Body, Flush, clean_filename, read_upload
 
 DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+# Uploads held in memory are detected from the buffer, like `file` would from the file, except for
+# these answers: libmagic tells a PIE executable from a shared library only through a file descriptor
+# (DF_1_PIE), so for them uploads detect again from the temp file and keep agreeing with `file`.
+FILE_REFINED_TYPES = frozenset({"application/x-sharedlib"})
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -98,10 +103,11 @@ class MimeServer:
 
     # -- files -----------------------------------------------------------------------------------
 
-    async def _read(self, request: Request, sink: Callable[[bytes], None]) -> tuple[Body, str | None]:
+    async def _read(self, request: Request, sink: Callable[[bytes], None],
+                    flush: Flush | None = None) -> tuple[Body, str | None]:
         query_name = clean_filename(request.query_params.get("filename"))
         try:
-            body = await read_upload(request, sink, self.settings.max_upload_bytes)
+            body = await read_upload(request, sink, self.settings.max_upload_bytes, flush)
         except ClientDisconnect:
             raise ApiError(400, "incomplete_body", "client disconnected before the body was complete") from None
         return body, query_name or clean_filename(body.part_filename)
@@ -121,9 +127,15 @@ class MimeServer:
                              "extension_mismatch": detection.extension_mismatch, "filename": filename})
 
     def _detect_and_commit(self, pending: PendingUpload, filename: str | None) -> tuple[Detection, str, bool]:
-        pending.finish()
+        """Detect the type and commit the upload: one worker-thread hop, all the blocking work of an upload."""
         with self.tracer.start_as_current_span("detect") as span:
-            detection = self.detector.detect_file(str(pending.path), filename)
+            if pending.on_disk:  # a large body spilled while streaming: complete the file, let libmagic read it
+                detection = self.detector.detect_file(str(pending.finish()), filename)
+            else:
+                detection = self.detector.detect_bytes(pending.content(), filename)
+                if detection.mime_type in FILE_REFINED_TYPES:
+                    pending.spill()  # the temp file the commit needs anyway, created now (fsynced at commit)
+                    detection = self.detector.detect_file(str(pending.path), filename)
             span.set_attribute("mime.type", detection.mime_type)
         with self.tracer.start_as_current_span("storage.write") as span:
             object_id, created = self.store.commit(
@@ -131,14 +143,30 @@ class MimeServer:
             span.set_attributes({"object.id": object_id, "object.created": created})
         return detection, object_id, created
 
+    @staticmethod
+    async def _discard(pending: PendingUpload) -> None:
+        if not pending.on_disk:
+            pending.discard()  # memory only
+            return
+        with anyio.CancelScope(shield=True):  # also when the request was cancelled: nothing may leak in tmp/
+            await anyio.to_thread.run_sync(pending.discard)
+
     async def upload(self, request: Request) -> Response:
+        # The body stays in memory (hashed as it streams) unless it grows past the store's spill
+        # threshold; then it goes to a temp file in batches, in a worker thread. No file-system
+        # call runs on the event loop; detection and the commit take one more thread hop.
         pending = self.store.begin()
+
+        async def spill() -> None:
+            if pending.needs_spill:
+                await anyio.to_thread.run_sync(pending.spill)
+
         try:
-            body, filename = await self._read(request, pending.write)
+            body, filename = await self._read(request, pending.write, spill)
             detection, object_id, created = await anyio.to_thread.run_sync(
                 self._detect_and_commit, pending, filename)
         except BaseException:
-            pending.discard()
+            await self._discard(pending)
             raise
         self._record("upload", body.size, detection)
         self.metrics.uploads.labels(MIME_SERVICE, "created" if created else "deduplicated").inc()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from python_multipart.exceptions import MultipartParseError
@@ -13,6 +13,9 @@ from starlette.requests import Request
 from mime_server.errors import ApiError
 
 Sink = Callable[[bytes], None]
+# Awaited after each received chunk has gone to the sink: lets a sink that buffers in memory move
+# data to disk off the event loop (in a worker thread) while the body is still streaming in.
+Flush = Callable[[], Awaitable[None]]
 MAX_FILENAME_BYTES = 255
 # Room for boundaries and part headers around the file in a multipart body.
 MULTIPART_OVERHEAD = 16 * 1024
@@ -117,7 +120,8 @@ class _MultipartFile:
         self.ended = True
 
 
-async def _read_multipart(request: Request, content_type: str, sink: Sink, limit: int) -> Body:
+async def _read_multipart(request: Request, content_type: str, sink: Sink, limit: int,
+                          flush: Flush | None) -> Body:
     _ctype, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if not boundary:
@@ -131,6 +135,8 @@ async def _read_multipart(request: Request, content_type: str, sink: Sink, limit
             if wire > limit + MULTIPART_OVERHEAD:
                 raise too_large(limit, wire)
             parser.write(chunk)
+            if flush is not None:
+                await flush()
         parser.finalize()
     except MultipartParseError as exc:
         raise ApiError(400, "malformed_multipart", f"multipart body does not parse: {exc}", content_type) from None
@@ -141,8 +147,11 @@ async def _read_multipart(request: Request, content_type: str, sink: Sink, limit
     return Body(collector.size, collector.filename)
 
 
-async def read_upload(request: Request, sink: Sink, limit: int) -> Body:
+async def read_upload(request: Request, sink: Sink, limit: int, flush: Flush | None = None) -> Body:
     """Stream the request body (raw, or the ``file`` part of multipart) into ``sink``.
+
+    ``sink`` is called on the event loop and must not block; ``flush``, if given, is awaited
+    after each received chunk (see ``Flush``).
 
     The size limit is enforced while streaming: the request is refused with 413 as soon as
     the declared or received length passes it, before the rest is read.
@@ -153,7 +162,7 @@ async def read_upload(request: Request, sink: Sink, limit: int) -> Body:
     if declared is not None and declared > limit + (MULTIPART_OVERHEAD if is_multipart else 0):
         raise too_large(limit, declared)
     if is_multipart:
-        body = await _read_multipart(request, content_type, sink, limit)
+        body = await _read_multipart(request, content_type, sink, limit, flush)
     else:
         size = 0
         async for chunk in request.stream():
@@ -162,6 +171,8 @@ async def read_upload(request: Request, sink: Sink, limit: int) -> Body:
                 raise too_large(limit, size)
             if chunk:
                 sink(chunk)
+                if flush is not None:
+                    await flush()
         body = Body(size, None)
     if body.size == 0:
         raise ApiError(400, "empty_body", "the upload is empty: send the file bytes as the request body", 0)

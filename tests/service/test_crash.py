@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import signal
@@ -43,7 +44,8 @@ def upload_until_killed(url: str, rng: random.Random, acked: dict[str, bytes], l
                         stop: threading.Event) -> None:
     with httpx.Client(timeout=5) as client:
         while not stop.is_set():
-            data = rng.randbytes(rng.choice((1, 700, 4096, 65536, 262_144)))
+            # Bodies up to 1 MiB are committed from memory; the largest is spilled to tmp/ while streaming.
+            data = rng.randbytes(rng.choice((1, 700, 4096, 65536, 262_144, 1_500_000)))
             try:
                 response = client.post(f"{url}/v1/files", content=data)
             except httpx.HTTPError:
@@ -57,7 +59,11 @@ def assert_store_consistent(storage: Path) -> None:
     for obj in (storage / "objects").iterdir():
         content = obj.read_bytes()
         assert hashlib.sha256(content).hexdigest() == obj.name, f"partial or corrupt object visible: {obj.name}"
-        assert (storage / "meta" / f"{obj.name}.json").exists(), f"object without metadata: {obj.name}"
+        sidecar = storage / "meta" / f"{obj.name}.json"
+        assert sidecar.exists(), f"object without metadata: {obj.name}"
+        # kill -9 keeps the page cache: the sidecar, complete before the rename, must be whole.
+        metadata = json.loads(sidecar.read_bytes())
+        assert (metadata["size"], type(metadata["mime_type"])) == (len(content), str), f"bad sidecar: {obj.name}"
 
 
 def test_acknowledged_uploads_survive_kill_9(tmp_path: Path) -> None:

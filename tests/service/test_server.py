@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
+import os
 import socket
+import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
+from starlette.applications import Starlette
+from starlette.types import Message, Scope
 
 from mime_server.faults import FaultInjector, FaultSpec
-from tests.service.conftest import ADMIN_KEY, Harness, ThreadedServer, make_server
+from mime_server.storage import PendingUpload
+from tests.service.conftest import ADMIN_KEY, Harness, ThreadedServer, eventually, make_server
 
 PNG_1x1 = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -207,6 +217,171 @@ def test_malformed_multipart_is_400(server: Harness, body: bytes, content_type: 
     assert response.json()["error"] == "malformed_multipart"
     assert detail in response.json()["detail"]
     assert stored_names(server.storage) == []
+
+
+# -- upload buffering: memory, spilling to tmp/, nothing left behind -----------------------------
+
+SPILL_AT = 1024  # tests lower the store's spill threshold so that failures happen after a spill
+MULTIPART = [("content-type", "multipart/form-data; boundary=b")]
+PART = b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.bin"\r\n\r\n'
+
+
+def post_in_pieces(app: Starlette, pieces: list[bytes], headers: list[tuple[str, str]] | None = None,
+                   disconnect_after: int | None = None) -> tuple[int, dict[str, Any]]:
+    """POST /v1/files straight to the ASGI app, one http.request message per piece (TestClient would
+    send one), optionally with the client disconnecting after ``disconnect_after`` pieces."""
+    messages: list[Message] = [{"type": "http.request", "body": piece, "more_body": True} for piece in pieces]
+    if disconnect_after is not None:
+        messages[disconnect_after:] = [{"type": "http.disconnect"}]
+    else:
+        messages.append({"type": "http.request", "body": b"", "more_body": False})
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def request() -> None:
+        await app(scope, receive, send)
+
+    scope: Scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/v1/files", "raw_path": b"/v1/files", "query_string": b"", "root_path": "",
+             "headers": [(name.encode(), value.encode()) for name, value in headers or []],
+             "client": ("127.0.0.1", 50000), "server": ("testserver", 80)}
+    anyio.run(request)
+    status = next(message["status"] for message in sent if message["type"] == "http.response.start")
+    body = b"".join(message.get("body", b"") for message in sent if message["type"] == "http.response.body")
+    return status, json.loads(body)
+
+
+def pieces_of(data: bytes, size: int = 4096) -> list[bytes]:
+    return [data[start:start + size] for start in range(0, len(data), size)]
+
+
+@pytest.fixture
+def spills(server: Harness, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Lower the spill threshold; list the temp file's size after each spill made while streaming."""
+    server.app.state.server.store.spill_threshold = SPILL_AT
+    counted: list[int] = []
+    real_spill = PendingUpload.spill
+
+    def spill(self: PendingUpload) -> None:
+        real_spill(self)
+        assert self.path is not None
+        counted.append(self.path.stat().st_size)
+
+    monkeypatch.setattr(PendingUpload, "spill", spill)
+    return counted
+
+
+def test_upload_past_the_spill_threshold_round_trips(server: Harness, spills: list[int]) -> None:
+    data = PNG_1x1 + bytes(range(256)) * 100
+    status, body = post_in_pieces(server.app, pieces_of(data, 1000))
+    assert status == 201
+    assert (body["size"], body["mime_type"]) == (len(data), "image/png")
+    assert len(spills) > 10 and spills == sorted(spills)  # the temp file grew while the body streamed in
+    assert server.client.get(f"/v1/files/{body['id']}").content == data
+    assert list((server.storage / "tmp").iterdir()) == []
+
+
+def test_multipart_upload_past_the_spill_threshold_round_trips(server: Harness, spills: list[int]) -> None:
+    data = bytes(range(256)) * 100
+    status, body = post_in_pieces(server.app, pieces_of(PART + data + b"\r\n--b--\r\n", 3000), MULTIPART)
+    assert (status, body["size"], body["filename"]) == (201, len(data), "x.bin")
+    assert spills
+    assert server.client.get(f"/v1/files/{body['id']}").content == data
+
+
+def test_small_upload_is_kept_in_memory(server: Harness, spills: list[int]) -> None:
+    status, _body = post_in_pieces(server.app, [b"small\n"] * 100)
+    assert status == 201
+    assert spills == []
+    assert list((server.storage / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("case", ["413 streamed", "413 multipart", "400 empty", "400 truncated multipart",
+                                  "400 multipart without file", "400 client disconnected"])
+def test_failed_upload_leaves_nothing_in_tmp(server: Harness, spills: list[int], case: str) -> None:
+    headers, disconnect_after = None, None
+    if case == "413 streamed":
+        pieces = pieces_of(b"a" * (64 * 1024 + 1))
+    elif case == "413 multipart":
+        pieces, headers = pieces_of(PART + b"a" * (64 * 1024 + 1) + b"\r\n--b--\r\n"), MULTIPART
+    elif case == "400 empty":
+        pieces = []
+    elif case == "400 truncated multipart":
+        pieces, headers = pieces_of(PART + b"a" * 20_000), MULTIPART
+    elif case == "400 multipart without file":
+        pieces, headers = [b'--b\r\nContent-Disposition: form-data; name="other"\r\n\r\nabc\r\n--b--\r\n'], MULTIPART
+    else:
+        pieces, disconnect_after = pieces_of(b"c" * 20_000), 3
+    status, body = post_in_pieces(server.app, pieces, headers, disconnect_after)
+    assert status == int(case[:3]), body
+    assert bool(spills) == (case not in ("400 empty", "400 multipart without file"))
+    assert list((server.storage / "tmp").iterdir()) == []
+    assert stored_names(server.storage) == []
+
+
+def test_in_memory_upload_of_a_pie_executable_is_detected_like_file_does(server: Harness) -> None:
+    data = Path("/usr/bin/file").read_bytes()  # libmagic's buffer answer is x-sharedlib: refined from the file
+    response = server.client.post("/v1/files", content=data)
+    assert (response.status_code, response.json()["mime_type"]) == (201, "application/x-pie-executable")
+    assert server.client.get(f"/v1/files/{response.json()['id']}").content == data
+    assert list((server.storage / "tmp").iterdir()) == []
+
+
+def test_client_disconnect_mid_body_leaves_nothing_in_tmp(tmp_path: Path) -> None:
+    harness = make_server(tmp_path, max_upload_bytes=64 * 1024)
+    harness.app.state.server.store.spill_threshold = SPILL_AT
+    tmp = harness.storage / "tmp"
+    with ThreadedServer(harness.app) as live:
+        with socket.create_connection(("127.0.0.1", live.port)) as sock:
+            sock.sendall(b"POST /v1/files HTTP/1.1\r\nHost: t\r\nContent-Length: 60000\r\n\r\n" + b"d" * 20_000)
+            assert eventually(lambda: list(tmp.iterdir())), "the body was never spilled to tmp/"
+        # The connection is closed 40 000 bytes short: the server sees a disconnect.
+        assert eventually(lambda: harness.access_lines()), "the aborted request was never logged"
+        assert eventually(lambda: not list(tmp.iterdir())), f"left in tmp/: {list(tmp.iterdir())}"
+    assert harness.access_lines()[-1]["http_status"] == 400
+    assert stored_names(harness.storage) == []
+
+
+def test_upload_makes_no_file_system_call_on_the_event_loop(server: Harness, spills: list[int],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    store = server.app.state.server.store
+    loop_threads: set[int] = set()
+    calls: list[tuple[str, int]] = []
+    real_begin = store.begin
+
+    def begin() -> PendingUpload:
+        loop_threads.add(threading.get_ident())  # begin() runs on the event loop
+        return real_begin()
+
+    def recorded(name: str, function: Callable[..., object]) -> Callable[..., object]:
+        def call(*args: object, **kwargs: object) -> object:
+            calls.append((name, threading.get_ident()))
+            return function(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(store, "begin", begin)
+    for module, names in ((os, ("open", "write", "fsync", "close", "replace", "unlink", "stat")),
+                          (tempfile, ("mkstemp",))):
+        for name in names:
+            monkeypatch.setattr(module, name, recorded(name, getattr(module, name)))
+    small, large = b"kept in memory\n" * 100, bytes(range(256)) * 40
+    outcomes = [post_in_pieces(server.app, [small])[0],
+                post_in_pieces(server.app, [small])[0],  # deduplicated
+                post_in_pieces(server.app, pieces_of(large))[0],
+                post_in_pieces(server.app, pieces_of(b"z" * (64 * 1024 + 1)))[0],
+                post_in_pieces(server.app, pieces_of(b"y" * 9000), disconnect_after=2)[0]]
+    monkeypatch.undo()
+    assert outcomes == [201, 201, 201, 413, 400]
+    assert loop_threads == {threading.get_ident()} and spills  # anyio.run runs the loop in this thread
+    assert {name for name, _ in calls} >= {"open", "write", "fsync", "close", "replace", "unlink", "mkstemp"}
+    on_loop = [name for name, thread in calls if thread in loop_threads]
+    assert on_loop == [], f"blocking calls on the event loop: {on_loop}"
+    assert list((server.storage / "tmp").iterdir()) == []
 
 
 @pytest.mark.parametrize("bad_id", ["abc", "g" * 64, "0" * 63, "0" * 65, "0" * 64 + ".json", "%20" + "0" * 64])
