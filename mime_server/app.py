@@ -24,7 +24,7 @@ from mime_server.errors import ApiError, api_error_handler
 from mime_server.faults import FaultInjector, FaultSpec
 from mime_server.logs import JsonLogger
 from mime_server.metrics import HttpMetrics, MimeMetrics, metrics_response, new_registry
-from mime_server.observe import ObservabilityMiddleware
+from mime_server.observe import ObservabilityMiddleware, leaf_span
 from mime_server.storage import ContentStore, InvalidObjectId, ObjectNotFound, PendingUpload
 from mime_server.tracing import tracer_provider_from_env
 from mime_server.uploads import Body, Flush, clean_filename, read_upload
@@ -119,7 +119,7 @@ class MimeServer:
     async def detect(self, request: Request) -> Response:
         buffer = bytearray()
         body, filename = await self._read(request, buffer.extend)
-        with self.tracer.start_as_current_span("detect") as span:
+        with leaf_span(self.tracer, "detect") as span:
             detection = await anyio.to_thread.run_sync(self.detector.detect_bytes, bytes(buffer), filename)
             span.set_attribute("mime.type", detection.mime_type)
         self._record("detect", body.size, detection)
@@ -128,7 +128,7 @@ class MimeServer:
 
     def _detect_and_commit(self, pending: PendingUpload, filename: str | None) -> tuple[Detection, str, bool]:
         """Detect the type and commit the upload: one worker-thread hop, all the blocking work of an upload."""
-        with self.tracer.start_as_current_span("detect") as span:
+        with leaf_span(self.tracer, "detect") as span:
             if pending.on_disk:  # a large body spilled while streaming: complete the file, let libmagic read it
                 detection = self.detector.detect_file(str(pending.finish()), filename)
             else:
@@ -137,7 +137,7 @@ class MimeServer:
                     pending.spill()  # the temp file the commit needs anyway, created now (fsynced at commit)
                     detection = self.detector.detect_file(str(pending.path), filename)
             span.set_attribute("mime.type", detection.mime_type)
-        with self.tracer.start_as_current_span("storage.write") as span:
+        with leaf_span(self.tracer, "storage.write") as span:
             object_id, created = self.store.commit(
                 pending, {"mime_type": detection.mime_type, "charset": detection.charset, "size": pending.size})
             span.set_attributes({"object.id": object_id, "object.created": created})
@@ -181,7 +181,7 @@ class MimeServer:
 
     async def get_file(self, request: Request) -> Response:
         raw_id = request.path_params["id"]
-        with self.tracer.start_as_current_span("storage.read") as span:
+        with leaf_span(self.tracer, "storage.read") as span:
             try:
                 stored = self.store.get(raw_id)
             except InvalidObjectId as exc:
