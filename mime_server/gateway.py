@@ -6,6 +6,7 @@ Run with ``python -m mime_server.gateway --host H --port P --upstream URL --api-
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import hmac
 import math
@@ -16,15 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import httpx
+import aiohttp
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from yarl import URL
 
 from mime_server import GATEWAY_SERVICE
 from mime_server.errors import ApiError, api_error_handler, error_response
@@ -34,7 +35,6 @@ from mime_server.observe import PROPAGATOR, ObservabilityMiddleware, request_id_
 from mime_server.ratelimit import TokenBuckets
 from mime_server.serve import env_default, parse_float, parse_int, run
 from mime_server.tracing import tracer_provider_from_env
-from mime_server.upstream import upstream_transport
 
 # Connection-level headers (RFC 9110 7.6.1) are never forwarded; credentials stop at the gateway.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -44,6 +44,14 @@ TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Upstream answers up to this size (with a Content-Length) are relayed whole; larger ones stream.
 BUFFERED_RESPONSE_BYTES = 64 * 1024
+RESPONSE_HEADERS_DROPPED = frozenset(name.encode() for name in HOP_BY_HOP | {"x-request-id"})
+# Headers aiohttp would otherwise add on its own: the upstream sees only what the client sent.
+NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+# A bounded pool: excess requests wait for a connection instead of opening ever more.
+POOL_CONNECTIONS = 64
+# Idle pooled connections are dropped before uvicorn's 5 s keep-alive timeout closes them upstream.
+KEEPALIVE_S = 4.0
+READY_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -80,11 +88,41 @@ def presented_key(request: Request) -> str | None:
     return None
 
 
+class UpstreamRequest(aiohttp.ClientRequest):
+    """aiohttp's request, except that one without a body is sent without one: no ``Content-Length: 0``.
+
+    aiohttp adds that header to a bodiless request unless its method is in GET_METHODS (it is not
+    for DELETE); the gateway forwards only the headers the client sent.
+    """
+
+    GET_METHODS = aiohttp.ClientRequest.ALL_METHODS
+
+
+class ClientBody:
+    """The client's request body for aiohttp: passed on chunk by chunk as it arrives, never buffered whole.
+
+    aiohttp reports a failure of the body as an upstream connection error; ``error`` keeps what
+    went wrong on the client's side (a disconnect) so the gateway does not blame the upstream.
+    """
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.error: Exception | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.request.stream():
+                if chunk:
+                    yield chunk
+        except Exception as exc:
+            self.error = exc
+            raise
+
+
 class Gateway:
     """The proxy endpoint and its collaborators."""
 
-    def __init__(self, settings: GatewaySettings, tracer_provider: TracerProvider, registry: CollectorRegistry,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, settings: GatewaySettings, tracer_provider: TracerProvider, registry: CollectorRegistry) -> None:
         if not settings.api_keys:
             raise ValueError("the gateway needs at least one API key")
         self.settings = settings
@@ -93,13 +131,37 @@ class Gateway:
         self.registry = registry
         self.metrics = GatewayMetrics(GATEWAY_SERVICE, registry)
         self.buckets = TokenBuckets(settings.rate_limit, settings.rate_burst)
-        # httpcore scans its whole pool for every request: a bounded pool keeps that cost flat under
-        # bursts (excess requests wait for a connection instead of opening ever more).
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        if transport is None and self.upstream.startswith("http://"):
-            transport = upstream_transport(limits)  # https upstreams keep httpx's own TLS-capable transport
-        self.client = httpx.AsyncClient(transport=transport, limits=limits,
-                                        timeout=httpx.Timeout(settings.upstream_timeout), follow_redirects=False)
+        # Connecting (including the wait for a pooled connection) and every read of the answer are
+        # bounded; the time the client takes to send its body is not.
+        self.timeout = aiohttp.ClientTimeout(total=None, connect=settings.upstream_timeout,
+                                             sock_read=settings.upstream_timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        """The upstream client of the running event loop, created on first use (a session belongs to one loop).
+
+        It adds no header of its own (no User-Agent, Accept, Accept-Encoding, Content-Type, cookies),
+        relays bodies as they are (no decompression), ignores proxy and netrc environment settings
+        and keeps up to POOL_CONNECTIONS keep-alive connections (aiohttp sets TCP_NODELAY on each).
+        Every call passes ``allow_redirects=False``: redirects go back to the client.
+        """
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if session is None or session.closed or self._session_loop is not loop:
+            connector = aiohttp.TCPConnector(limit=POOL_CONNECTIONS, limit_per_host=0,
+                                             keepalive_timeout=KEEPALIVE_S)
+            session = aiohttp.ClientSession(connector=connector, timeout=self.timeout, auto_decompress=False,
+                                            cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=NO_AUTO_HEADERS,
+                                            trust_env=False, request_class=UpstreamRequest)
+            self._session, self._session_loop = session, loop
+        return session
+
+    async def aclose(self) -> None:
+        """Close the upstream connections (at lifespan shutdown)."""
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
 
     def _authorise(self, request: Request) -> str:
         key = presented_key(request)
@@ -129,13 +191,15 @@ class Gateway:
         self.metrics.upstream_errors.labels(GATEWAY_SERVICE, reason).inc()
         return error_response(status, f"upstream_{reason}", detail, self.upstream)
 
-    async def _relay(self, response: httpx.Response) -> AsyncIterator[bytes]:
+    async def _relay(self, upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in upstream.content.iter_any():
                 yield chunk
-        except httpx.HTTPError:
+        except aiohttp.ClientError:
             self.metrics.upstream_errors.labels(GATEWAY_SERVICE, "body").inc()
             raise
+        finally:  # also when the client went away and the iterator is discarded
+            upstream.release()
 
     async def proxy(self, request: Request) -> Response:
         key = self._authorise(request)
@@ -153,51 +217,60 @@ class Gateway:
             or "transfer-encoding" in request.headers
         with self.tracer.start_as_current_span(f"{request.method} upstream", kind=SpanKind.CLIENT) as span:
             span.set_attributes({"http.request.method": request.method, "url.full": url})
-            upstream_request = self.client.build_request(
-                request.method, url, headers=self._upstream_headers(request),
-                content=request.stream() if has_body else None)
+            body = ClientBody(request) if has_body else None
             try:
-                upstream = await self.client.send(upstream_request, stream=True)
-            except httpx.TimeoutException as exc:
+                # With the client's Content-Length the body goes out with it, otherwise chunked.
+                upstream = await self.session().request(
+                    request.method, URL(url, encoded=True), headers=self._upstream_headers(request), data=body,
+                    allow_redirects=False)
+            except TimeoutError as exc:
                 span.set_status(Status(StatusCode.ERROR, "upstream timeout"))
                 return self._failure("timeout", 504, f"upstream did not answer within "
                                      f"{self.settings.upstream_timeout:g}s ({type(exc).__name__})")
-            except httpx.ConnectError as exc:
+            except aiohttp.ClientConnectorError as exc:
                 span.set_status(Status(StatusCode.ERROR, "upstream refused"))
                 return self._failure("connect", 502, f"upstream refused the connection: {exc}")
-            except httpx.HTTPError as exc:
+            except aiohttp.ClientError as exc:
+                if body is not None and body.error is not None:
+                    raise body.error from exc  # the client failed (went away), not the upstream
                 span.set_status(Status(StatusCode.ERROR, "upstream protocol error"))
                 return self._failure("protocol", 502, f"upstream failed: {type(exc).__name__}: {exc}")
-            span.set_attribute("http.response.status_code", upstream.status_code)
-        headers = {k: v for k, v in upstream.headers.items() if k not in HOP_BY_HOP and k != "x-request-id"}
+            span.set_attribute("http.response.status_code", upstream.status)
+        # Raw header bytes, repeated headers (Set-Cookie) kept apart, names lowercased as ASGI wants.
+        headers = [(name.lower(), value) for name, value in upstream.raw_headers
+                   if name.lower() not in RESPONSE_HEADERS_DROPPED]
         length = upstream.headers.get("content-length", "")
+        response: Response
         if length.isdigit() and int(length) <= BUFFERED_RESPONSE_BYTES:
             # Small answers (JSON, errors) go out in one piece: cheaper than a streaming response.
             try:
-                body = b"".join([chunk async for chunk in upstream.aiter_raw()])
-            except httpx.TimeoutException as exc:
+                content = await upstream.read()
+            except TimeoutError as exc:
                 return self._failure("timeout", 504, f"upstream body stalled past {self.settings.upstream_timeout:g}s "
                                      f"({type(exc).__name__})")
-            except httpx.HTTPError as exc:
+            except aiohttp.ClientError as exc:
                 return self._failure("body", 502, f"upstream body failed: {type(exc).__name__}: {exc}")
             finally:
-                await upstream.aclose()
-            return Response(body, status_code=upstream.status_code, headers=headers)
-        return StreamingResponse(self._relay(upstream), status_code=upstream.status_code, headers=headers,
-                                 background=BackgroundTask(upstream.aclose))
+                upstream.release()
+            response = Response(content, status_code=upstream.status)
+        else:
+            response = StreamingResponse(self._relay(upstream), status_code=upstream.status)
+        response.raw_headers = headers  # exactly the upstream's (Content-Length included), none added
+        return response
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
+        cap = aiohttp.ClientTimeout(total=min(READY_TIMEOUT_S, self.settings.upstream_timeout))
         try:
-            answer = await self.client.get(f"{self.upstream}/readyz",
-                                           timeout=min(2.0, self.settings.upstream_timeout))
-        except httpx.HTTPError as exc:
+            async with self.session().get(f"{self.upstream}/readyz", timeout=cap, allow_redirects=False) as answer:
+                await answer.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             return JSONResponse({"status": "unavailable", "detail": f"upstream unreachable: {type(exc).__name__}",
                                  "value": self.upstream}, status_code=503)
-        if answer.status_code != 200:
-            return JSONResponse({"status": "unavailable", "detail": f"upstream /readyz answered {answer.status_code}",
+        if answer.status != 200:
+            return JSONResponse({"status": "unavailable", "detail": f"upstream /readyz answered {answer.status}",
                                  "value": self.upstream}, status_code=503)
         return JSONResponse({"status": "ok"})
 
@@ -206,17 +279,16 @@ class Gateway:
 
 
 def create_gateway(settings: GatewaySettings, *, tracer_provider: TracerProvider | None = None,
-                   registry: CollectorRegistry | None = None, log_stream: TextIO | None = None,
-                   transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
-    """Build the gateway app. Tests inject tracing, registry, log stream and optionally an httpx transport."""
+                   registry: CollectorRegistry | None = None, log_stream: TextIO | None = None) -> Starlette:
+    """Build the gateway app. Tests inject tracing, registry and log stream."""
     provider = tracer_provider or tracer_provider_from_env(GATEWAY_SERVICE)
     registry = registry or new_registry()
-    gateway = Gateway(settings, provider, registry, transport)
+    gateway = Gateway(settings, provider, registry)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        await gateway.client.aclose()
+        await gateway.aclose()
 
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     routes = [

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gzip
 import hashlib
+import http.client
 import io
 import json
 import os
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,10 +24,15 @@ import pytest
 from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mime_server.gateway import GatewaySettings, create_gateway, load_api_keys
+from mime_server.gateway import (
+    POOL_CONNECTIONS,
+    GatewaySettings,
+    create_gateway,
+    load_api_keys,
+)
 from mime_server.metrics import new_registry
 from mime_server.ratelimit import TokenBuckets
 from tests.service.conftest import (
@@ -246,8 +257,8 @@ def test_upstream_restart_does_not_fail_requests_on_stale_pooled_connections(tmp
             assert again.status_code == 200, again.text
 
 
-def test_large_streamed_request_body_is_flushed_in_pieces_and_arrives_whole(stack: Stack) -> None:
-    data = os.urandom(1024 * 1024 + 17)  # not a multiple of the 64 KiB write-coalescing threshold
+def test_large_request_body_sent_in_small_pieces_arrives_whole(stack: Stack) -> None:
+    data = os.urandom(1024 * 1024 + 17)  # 1049 pieces, the last one short
     created = stack.post("/v1/files", content=iter([data[i:i + 1000] for i in range(0, len(data), 1000)]))
     assert created.status_code == 201
     assert created.json()["size"] == len(data)
@@ -281,3 +292,223 @@ def test_upstream_dying_mid_body_is_502_counted_as_body_error(tmp_path: Path) ->
     assert response.status_code == 502
     assert response.json()["error"] == "upstream_body"
     assert gateway.sample("gateway_upstream_errors_total", service="mockup-gateway", reason="body") == 1
+
+
+class Recorder:
+    """An upstream that records every request exactly as it arrives (headers, body, connection)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.first_chunk = threading.Event()
+        self.release = threading.Event()
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def record(self, request: Request) -> Response:
+        chunks = []
+        async for chunk in request.stream():
+            if chunk:
+                chunks.append(chunk)
+                self.first_chunk.set()
+        body = b"".join(chunks)
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
+        self.requests.append({"method": request.method, "body": body, "headers": headers})
+        return JSONResponse({"size": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+
+    async def slow(self, request: Request) -> Response:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            while not self.release.is_set():
+                await asyncio.sleep(0.01)
+        finally:
+            self.in_flight -= 1
+        return await self.record(request)
+
+    async def redirect(self, request: Request) -> Response:
+        return Response(status_code=302, headers={"location": "/v1/elsewhere"})
+
+    async def gzipped(self, request: Request) -> Response:
+        response = Response(gzip.compress(os.urandom(int(request.path_params["size"]))),
+                            headers={"content-encoding": "gzip", "x-request-id": "upstream-own-id"})
+        response.raw_headers += [(b"set-cookie", b"a=1; Path=/"), (b"set-cookie", b"b=2; Path=/")]
+        return response
+
+    def app(self) -> Starlette:
+        methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+        return Starlette(routes=[Route("/v1/record/{rest:path}", self.record, methods=methods),
+                                 Route("/v1/slow", self.slow, methods=["POST"]),
+                                 Route("/v1/redirect", self.redirect, methods=["GET"]),
+                                 Route("/v1/gzip/{size:int}", self.gzipped, methods=["GET"])])
+
+
+@dataclass
+class Recorded:
+    recorder: Recorder
+    gateway: Harness
+    front: ThreadedServer
+    upstream: ThreadedServer
+
+    def connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.front.port, timeout=10)
+
+    def exchange(self, method: str, path: str, headers: dict[str, str],
+                 body: bytes | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
+        """One request with exactly these headers (plus Host), the answer's raw headers and bytes."""
+        conn = self.connect()
+        try:
+            conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+            for name, value in {"Host": f"127.0.0.1:{self.front.port}", "X-API-Key": KEY, **headers}.items():
+                conn.putheader(name, value)
+            conn.endheaders(body)
+            answer = conn.getresponse()
+            return answer.status, answer.getheaders(), answer.read()
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def recorded(tmp_path: Path) -> Iterator[Recorded]:
+    recorder = Recorder()
+    with ThreadedServer(recorder.app()) as upstream:
+        gateway = gateway_harness(tmp_path, upstream.url)
+        with ThreadedServer(gateway.app) as front:
+            yield Recorded(recorder, gateway, front, upstream)
+
+
+def test_upstream_gets_the_clients_headers_and_none_of_its_own(recorded: Recorded) -> None:
+    post = recorded.exchange("POST", "/v1/record/a", {"Content-Length": "5", "Cookie": "a=1; b=2",
+                                                       "X-Custom": "kept"}, b"hello")
+    get = recorded.exchange("GET", "/v1/record/b", {"User-Agent": "curl/8.5.0", "Accept": "text/plain",
+                                                     "Accept-Encoding": "gzip"})
+    delete = recorded.exchange("DELETE", "/v1/record/c", {})
+    assert [status for status, _, _ in (post, get, delete)] == [200, 200, 200]
+    added = ["host", "x-request-id", "x-forwarded-for", "traceparent"]
+    seen = {request["method"]: request["headers"] for request in recorded.recorder.requests}
+    assert sorted(name for name, _ in seen["POST"]) == sorted([*added, "content-length", "cookie", "x-custom"])
+    assert sorted(name for name, _ in seen["GET"]) == sorted([*added, "user-agent", "accept", "accept-encoding"])
+    assert sorted(name for name, _ in seen["DELETE"]) == sorted(added)  # not even Content-Length: 0
+    post_headers, get_headers = dict(seen["POST"]), dict(seen["GET"])
+    assert post_headers["host"] == f"127.0.0.1:{recorded.upstream.port}"
+    assert (post_headers["content-length"], post_headers["cookie"]) == ("5", "a=1; b=2")
+    assert (get_headers["user-agent"], get_headers["accept"], get_headers["accept-encoding"]) == (
+        "curl/8.5.0", "text/plain", "gzip")
+    assert recorded.recorder.requests[0]["body"] == b"hello"
+
+
+def test_request_body_without_length_streams_upstream_chunked_as_it_arrives(recorded: Recorded) -> None:
+    data = os.urandom(300_000)
+    conn = recorded.connect()
+    conn.putrequest("POST", "/v1/record/stream", skip_accept_encoding=True)
+    conn.putheader("X-API-Key", KEY)
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    conn.send(b"5\r\nfirst\r\n")
+    # A gateway that buffered the body would hold this piece until the client sent the rest.
+    assert recorded.recorder.first_chunk.wait(5), "the first piece did not reach the upstream on its own"
+    for start in range(0, len(data), 100_000):
+        piece = data[start:start + 100_000]
+        conn.send(b"%x\r\n" % len(piece) + piece + b"\r\n")
+    conn.send(b"0\r\n\r\n")
+    answer = conn.getresponse()
+    assert answer.status == 200
+    assert json.loads(answer.read()) == {"size": 5 + len(data), "sha256": hashlib.sha256(b"first" + data).hexdigest()}
+    conn.close()
+    headers = dict(recorded.recorder.requests[0]["headers"])
+    assert headers["transfer-encoding"] == "chunked" and "content-length" not in headers
+
+
+def test_redirects_compressed_bodies_and_repeated_headers_are_relayed_untouched(recorded: Recorded) -> None:
+    status, headers, _ = recorded.exchange("GET", "/v1/redirect", {})
+    assert (status, dict(headers)["location"]) == (302, "/v1/elsewhere")
+    assert recorded.recorder.requests == []  # the gateway did not follow it
+    for size in (1000, 300_000):  # relayed whole, then streamed
+        status, headers, body = recorded.exchange("GET", f"/v1/gzip/{size}", {"Accept-Encoding": "gzip"})
+        assert status == 200
+        assert len(gzip.decompress(body)) == size  # the compressed bytes, as the upstream sent them
+        assert dict(headers)["content-encoding"] == "gzip" and int(dict(headers)["content-length"]) == len(body)
+        assert [v for k, v in headers if k == "set-cookie"] == ["a=1; Path=/", "b=2; Path=/"]
+        assert [v for k, v in headers if k == "x-request-id"] != ["upstream-own-id"]
+        assert len([k for k, _ in headers if k == "x-request-id"]) == 1
+
+
+def test_client_going_away_mid_upload_is_not_an_upstream_error(recorded: Recorded) -> None:
+    conn = recorded.connect()
+    conn.putrequest("POST", "/v1/record/abandoned", skip_accept_encoding=True)
+    conn.putheader("X-API-Key", KEY)
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    conn.send(b"5\r\nfirst\r\n")
+    assert recorded.recorder.first_chunk.wait(5)
+    conn.close()
+    assert eventually(lambda: recorded.gateway.access_lines())
+    for reason in ("timeout", "connect", "protocol", "body"):
+        assert recorded.gateway.sample("gateway_upstream_errors_total", service="mockup-gateway", reason=reason) == 0
+    assert recorded.recorder.requests == []  # the upstream never got a complete request
+    assert recorded.exchange("POST", "/v1/record/after", {"Content-Length": "2"}, b"ok")[0] == 200
+
+
+def test_upstream_pool_is_bounded_and_reused(recorded: Recorded) -> None:
+    total = POOL_CONNECTIONS + 16
+
+    def post(i: int) -> int:
+        return httpx.post(f"{recorded.front.url}/v1/slow", content=b"%d" % i, headers={"x-api-key": KEY},
+                          timeout=30).status_code
+
+    with ThreadPoolExecutor(max_workers=total) as pool:
+        try:
+            answers = [pool.submit(post, i) for i in range(total)]
+            assert eventually(lambda: recorded.gateway.sample("http_requests_in_flight",
+                                                              service="mockup-gateway") == total, timeout=20)
+            assert eventually(lambda: recorded.recorder.in_flight == POOL_CONNECTIONS, timeout=10)
+            time.sleep(0.3)
+            assert recorded.recorder.max_in_flight == POOL_CONNECTIONS  # the other 16 wait for a connection
+        finally:
+            recorded.recorder.release.set()
+        assert [answer.result() for answer in answers] == [200] * total
+    upstream_connections = recorded.upstream.server.server_state.connections
+    assert len(upstream_connections) == POOL_CONNECTIONS  # all kept alive
+    assert recorded.exchange("POST", "/v1/record/again", {"Content-Length": "2"}, b"ok")[0] == 200
+    assert len(upstream_connections) == POOL_CONNECTIONS  # a pooled one was reused
+
+
+def test_upstream_body_stalling_is_504_counted_as_timeout(tmp_path: Path) -> None:
+    class Stalling(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.recv(65536)
+            self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: text/plain\r\n\r\nshort")
+            time.sleep(1.5)
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Stalling) as stalled:
+        threading.Thread(target=stalled.serve_forever, daemon=True).start()
+        gateway = gateway_harness(tmp_path, f"http://127.0.0.1:{stalled.server_address[1]}", upstream_timeout=0.3)
+        with gateway.client:
+            started = time.monotonic()
+            response = gateway.client.get("/v1/anything", headers={"x-api-key": KEY})
+            waited = time.monotonic() - started
+        stalled.shutdown()
+    assert response.status_code == 504 and waited < 1.2
+    assert response.json()["error"] == "upstream_timeout" and "stalled past 0.3s" in response.json()["detail"]
+    assert gateway.sample("gateway_upstream_errors_total", service="mockup-gateway", reason="timeout") == 1
+
+
+def test_upstream_connections_close_at_shutdown(tmp_path: Path) -> None:
+    closed = threading.Event()
+
+    class KeepAlive(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.recv(65536)
+            self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            self.request.settimeout(3)
+            with contextlib.suppress(TimeoutError):
+                if self.request.recv(65536) == b"":  # the gateway closed its pooled connection
+                    closed.set()
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), KeepAlive) as upstream:
+        threading.Thread(target=upstream.serve_forever, daemon=True).start()
+        gateway = gateway_harness(tmp_path, f"http://127.0.0.1:{upstream.server_address[1]}")
+        with gateway.client:
+            assert gateway.client.get("/v1/anything", headers={"x-api-key": KEY}).content == b"ok"
+            assert not closed.wait(0.3)  # kept alive in the pool
+        assert closed.wait(2)  # well before the 4 s keep-alive expiry: the lifespan shutdown closed it
+        upstream.shutdown()
