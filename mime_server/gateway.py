@@ -44,7 +44,9 @@ TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Upstream answers up to this size (with a Content-Length) are relayed whole; larger ones stream.
 BUFFERED_RESPONSE_BYTES = 64 * 1024
-RESPONSE_HEADERS_DROPPED = frozenset(name.encode() for name in HOP_BY_HOP | {"x-request-id"})
+# The gateway's server (uvicorn) dates every answer itself: relaying the upstream's Date too would
+# send two. The request id is the gateway's own.
+RESPONSE_HEADERS_DROPPED = frozenset(name.encode() for name in HOP_BY_HOP | {"x-request-id", "date"})
 # Headers aiohttp would otherwise add on its own: the upstream sees only what the client sent.
 NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 # A bounded pool: excess requests wait for a connection instead of opening ever more.

@@ -430,6 +430,7 @@ def test_redirects_compressed_bodies_and_repeated_headers_are_relayed_untouched(
         assert [v for k, v in headers if k == "set-cookie"] == ["a=1; Path=/", "b=2; Path=/"]
         assert [v for k, v in headers if k == "x-request-id"] != ["upstream-own-id"]
         assert len([k for k, _ in headers if k == "x-request-id"]) == 1
+        assert len([k for k, _ in headers if k == "date"]) == 1  # the gateway's own, not a second one
 
 
 def test_client_going_away_mid_upload_is_not_an_upstream_error(recorded: Recorded) -> None:
