@@ -52,8 +52,12 @@ from typing import Any
 OBJECT_ID = re.compile(r"[0-9a-f]{64}")
 # Uploads up to this size stay in memory until commit; a larger body is written to tmp/ in batches
 # of about this size (by a worker thread), so an upload never holds much more than this in memory
-# (memory for uploads is bounded by about this much per concurrent upload).
+# (and all uploads together by UPLOAD_MEMORY_BUDGET).
 SPILL_THRESHOLD = 1024 * 1024
+# All uploads together hold at most about this much in memory: past it, every upload still in
+# memory spills at its next chunk, so a burst of concurrent uploads degrades to disk instead of
+# growing the process towards its container memory limit (mime-server: 256 MB).
+UPLOAD_MEMORY_BUDGET = 64 * 1024 * 1024
 _FILE_MODE = 0o600  # as tempfile.mkstemp creates them
 
 
@@ -195,6 +199,27 @@ class _IdLocks:
                     self._locks[key] = (lock, users - 1)
 
 
+class MemoryBudget:
+    """Bytes of upload bodies held in memory by all uploads of a store together (thread-safe)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> None:
+        with self._lock:
+            self.used += size
+
+    def give(self, size: int) -> None:
+        with self._lock:
+            self.used -= size
+
+    @property
+    def exhausted(self) -> bool:
+        return self.used > self.limit
+
+
 class PendingUpload:
     """An upload being received: hashed and counted as it streams, held in memory until it
     grows past ``spill_threshold`` bytes, then spilled to a temp file in ``tmp/``.
@@ -203,9 +228,11 @@ class PendingUpload:
     :meth:`finish` and, once spilled, :meth:`discard` are blocking: run them in a worker thread.
     """
 
-    def __init__(self, tmp_dir: Path, spill_threshold: int = SPILL_THRESHOLD) -> None:
+    def __init__(self, tmp_dir: Path, spill_threshold: int = SPILL_THRESHOLD,
+                 budget: MemoryBudget | None = None) -> None:
         self._tmp_dir = tmp_dir
         self._threshold = spill_threshold
+        self._budget = budget
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._hash = hashlib.sha256()
@@ -220,6 +247,13 @@ class PendingUpload:
         self._chunks.append(chunk)
         self._buffered += len(chunk)
         self.size += len(chunk)
+        if self._budget is not None:
+            self._budget.take(len(chunk))
+
+    def _drop_buffer(self) -> None:
+        if self._budget is not None and self._buffered:
+            self._budget.give(self._buffered)
+        self._chunks, self._buffered = [], 0
 
     @property
     def sha256(self) -> str:
@@ -232,8 +266,10 @@ class PendingUpload:
 
     @property
     def needs_spill(self) -> bool:
-        """True when the memory buffer has grown past the threshold: call :meth:`spill` (in a thread)."""
-        return self._buffered > self._threshold
+        """True when the memory buffer has grown past the threshold, or all uploads together hold
+        more than the store's memory budget: call :meth:`spill` (in a thread)."""
+        return self._buffered > self._threshold or (
+            self._buffered > 0 and self._budget is not None and self._budget.exhausted)
 
     def content(self) -> bytes:
         """The whole body, for an upload still in memory (one copy, kept for the commit)."""
@@ -252,7 +288,7 @@ class PendingUpload:
             fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=self._tmp_dir)
             self._fd, self.path = fd, Path(name)
         data = b"".join(self._chunks)
-        self._chunks, self._buffered = [], 0
+        self._drop_buffer()
         _write_all(self._fd, data)
 
     def finish(self) -> Path:
@@ -279,7 +315,7 @@ class PendingUpload:
         """Drop the upload (bad input, duplicate content, aborted request or failure); idempotent.
 
         Blocking only if a temp file exists (``on_disk``)."""
-        self._chunks, self._buffered = [], 0
+        self._drop_buffer()
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
@@ -296,8 +332,9 @@ class ContentStore:
     """
 
     def __init__(self, root: Path, fsync_dir: Callable[[Path], None] = _fsync_dir,
-                 spill_threshold: int = SPILL_THRESHOLD) -> None:
+                 spill_threshold: int = SPILL_THRESHOLD, memory_budget: int = UPLOAD_MEMORY_BUDGET) -> None:
         self.root = root
+        self.memory = MemoryBudget(memory_budget)
         self.spill_threshold = spill_threshold
         self.objects = root / "objects"
         self.meta = root / "meta"
@@ -316,7 +353,7 @@ class ContentStore:
 
     def begin(self) -> PendingUpload:
         """Start a new upload (in memory; no file-system call)."""
-        return PendingUpload(self.tmp, self.spill_threshold)
+        return PendingUpload(self.tmp, self.spill_threshold, self.memory)
 
     def _sidecar(self, object_id: str) -> Path:
         return self.meta / f"{object_id}.json"

@@ -208,6 +208,26 @@ def test_upload_past_the_threshold_is_spilled_in_batches(tmp_path: Path) -> None
     assert list(store.tmp.iterdir()) == []
 
 
+def test_uploads_together_stay_within_the_memory_budget(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path, spill_threshold=1_000_000, memory_budget=100_000)
+    first, second, third = store.begin(), store.begin(), store.begin()
+    first.write(b"a" * 60_000)
+    assert not first.needs_spill and store.memory.used == 60_000
+    second.write(b"b" * 60_000)  # together past the budget: both spill, though each is under the threshold
+    assert first.needs_spill and second.needs_spill and not third.needs_spill  # nothing buffered in the third
+    second.spill()
+    assert store.memory.used == 60_000 and not first.needs_spill and not second.needs_spill
+    third.write(b"c" * 50_000)
+    assert store.memory.used == 110_000 and first.needs_spill and third.needs_spill
+    third.discard()
+    object_id, _ = store.commit(first, {**METADATA, "size": 60_000})
+    assert store.memory.used == 0  # committed, spilled and discarded uploads hold nothing
+    assert (store.objects / object_id).read_bytes() == b"a" * 60_000
+    second.write(b"b" * 10)
+    object_id, _ = store.commit(second, {**METADATA, "size": 60_010})
+    assert (store.objects / object_id).read_bytes() == b"b" * 60_010 and store.memory.used == 0
+
+
 def test_discard_removes_a_spilled_temp_file(tmp_path: Path) -> None:
     store = ContentStore(tmp_path, spill_threshold=100)
     pending = upload(store, b"x" * 1000, piece=150)
