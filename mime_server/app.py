@@ -117,8 +117,16 @@ class MimeServer:
         self.metrics.detections.labels(MIME_SERVICE, detection.mime_type).inc()
 
     async def detect(self, request: Request) -> Response:
+        # Only the prefix libmagic reads is kept: a large detect body is counted, not held.
         buffer = bytearray()
-        body, filename = await self._read(request, buffer.extend)
+        keep = self.detector.bytes_max
+
+        def sink(chunk: bytes) -> None:
+            room = keep - len(buffer)
+            if room > 0:
+                buffer.extend(chunk[:room])
+
+        body, filename = await self._read(request, sink)
         with leaf_span(self.tracer, "detect") as span:
             detection = await anyio.to_thread.run_sync(self.detector.detect_bytes, bytes(buffer), filename)
             span.set_attribute("mime.type", detection.mime_type)

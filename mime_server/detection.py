@@ -104,6 +104,9 @@ class Detector:
 
     def __init__(self) -> None:
         self._local = threading.local()
+        # libmagic looks at no more than this many bytes of a file (what `file` reads): a detect
+        # request needs to keep only this prefix of its body, however large the body is.
+        self.bytes_max: int = self._cookie().getparam(magic.MAGIC_PARAM_BYTES_MAX)
 
     def _cookie(self) -> magic.Magic:
         cookie = getattr(self._local, "cookie", None)

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import socket
+import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
@@ -133,6 +134,23 @@ def test_detect_reports_type_and_stores_nothing(server: Harness) -> None:
     assert body["extension_mismatch"] is True
     assert stored_names(server.storage) == []
     assert list((server.storage / "tmp").iterdir()) == []
+
+
+def test_detect_holds_only_what_libmagic_reads_and_agrees_with_file(tmp_path: Path) -> None:
+    harness = make_server(tmp_path, max_upload_bytes=64 * 1024 * 1024)
+    detector = harness.app.state.server.detector
+    seen: list[int] = []
+    detect_bytes = detector.detect_bytes
+    detector.detect_bytes = lambda data, filename=None: (seen.append(len(data)), detect_bytes(data, filename))[1]
+    data = PNG_1x1 + os.urandom(detector.bytes_max + 3 * 1024 * 1024)  # larger than libmagic reads
+    sample = tmp_path / "big.png"
+    sample.write_bytes(data)
+    expected = subprocess.run(["file", "--brief", "--mime-type", str(sample)], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    with harness.client:
+        answer = harness.client.post("/v1/detect", content=data).json()
+    assert (answer["size"], answer["mime_type"]) == (len(data), expected)
+    assert seen == [detector.bytes_max]  # the prefix `file` reads, not the whole body
 
 
 def test_health_ready_and_metrics(server: Harness) -> None:
