@@ -55,38 +55,29 @@ def _flags(context: SpanContext | None) -> int:
     return _HAS_IS_REMOTE | _IS_REMOTE if context is not None and context.is_remote else _HAS_IS_REMOTE
 
 
+# Exact types only (bool is an int subclass, and subclasses take the official path below).
+_SCALAR_FIELDS = {str: "string_value", bool: "bool_value", int: "int_value", float: "double_value"}
+
+
 def _fill_attributes(target: Any, attributes: Any) -> None:
     """Append ``attributes`` to a repeated KeyValue field, as the official encoder does."""
     if not attributes:
         return
     add = target.add
     for key, value in attributes.items():
-        kind = type(value)
-        if kind is str:
-            item = add()
-            item.key = key
-            item.value.string_value = value
-        elif kind is bool:
-            item = add()
-            item.key = key
-            item.value.bool_value = value
-        elif kind is int:
-            item = add()
-            item.key = key
-            item.value.int_value = value
-        elif kind is float:
-            item = add()
-            item.key = key
-            item.value.double_value = value
-        else:  # None, bytes, sequences, mappings, subclasses: the official conversion, rare here
+        field = _SCALAR_FIELDS.get(type(value))
+        if field is None:  # None, bytes, sequences, mappings, subclasses: the official conversion, rare here
             try:
                 encoded = _encode_value(value)
             except Exception as error:  # noqa: BLE001 - the official encoder logs and skips the same way
                 _logger.exception("Failed to encode key %s: %s", key, error)
                 continue
-            item = add()
-            item.key = key
+        item = add()
+        item.key = key
+        if field is None:
             item.value.CopyFrom(encoded)
+        else:
+            setattr(item.value, field, value)
 
 
 def _fill_span(target: PbSpan, span: ReadableSpan) -> None:

@@ -55,7 +55,8 @@ def varied_spans() -> list[ReadableSpan]:
         other.get_tracer("gateway").start_span(f"kind {kind.name}", kind=kind).end()
     twin.get_tracer("mime_server").start_span("twin resource, same scope name").end()
     raw = ReadableSpan(name="unusual values", context=SpanContext(1, 2, is_remote=False),
-                       attributes={"bytes": b"\x00\xff", "map": {"k": "v", "n": 1}, "empty": None},
+                       attributes={"bytes": b"\x00\xff", "map": {"k": "v", "n": 1}, "empty": None,
+                                   "unencodable": object()},
                        events=[Event("e", {"x": 1}, timestamp=5)], resource=first.resource,
                        instrumentation_scope=None, start_time=1, end_time=2)
     spans = [*first_spans.get_finished_spans(), *other_spans.get_finished_spans(),
