@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 import aiohttp
-from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider, set_span_in_context
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -31,7 +31,7 @@ from mime_server import GATEWAY_SERVICE
 from mime_server.errors import ApiError, api_error_handler, error_response
 from mime_server.logs import JsonLogger
 from mime_server.metrics import GatewayMetrics, HttpMetrics, metrics_response, new_registry
-from mime_server.observe import PROPAGATOR, ObservabilityMiddleware, request_id_of
+from mime_server.observe import PROPAGATOR, ObservabilityMiddleware, leaf_span, request_id_of
 from mime_server.ratelimit import TokenBuckets
 from mime_server.serve import env_default, parse_float, parse_int, run
 from mime_server.tracing import tracer_provider_from_env
@@ -175,14 +175,14 @@ class Gateway:
         detail = "missing API key: send X-API-Key or Authorization: Bearer" if key is None else "unknown API key"
         raise ApiError(401, "unauthorized", detail, None)
 
-    def _upstream_headers(self, request: Request) -> dict[str, str]:
+    def _upstream_headers(self, request: Request, span: Span) -> dict[str, str]:
         incoming = {k: v for k, v in request.headers.items()
                     if k not in HOP_BY_HOP and k not in CREDENTIALS and k not in TRACE_HEADERS}
         incoming["x-request-id"] = request_id_of(request.scope)
         client = request.client.host if request.client else ""
         forwarded = request.headers.get("x-forwarded-for")
         incoming["x-forwarded-for"] = f"{forwarded}, {client}" if forwarded else client
-        PROPAGATOR.inject(incoming)
+        PROPAGATOR.inject(incoming, context=set_span_in_context(span))  # the upstream's parent: this span
         if "traceparent" not in incoming:  # tracing off here: keep the caller's trace intact
             for name in TRACE_HEADERS:
                 if name in request.headers:
@@ -217,13 +217,13 @@ class Gateway:
         url = self.upstream + raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
         has_body = request.method in BODY_METHODS or "content-length" in request.headers \
             or "transfer-encoding" in request.headers
-        with self.tracer.start_as_current_span(f"{request.method} upstream", kind=SpanKind.CLIENT) as span:
-            span.set_attributes({"http.request.method": request.method, "url.full": url})
+        with leaf_span(self.tracer, f"{request.method} upstream", SpanKind.CLIENT,
+                       {"http.request.method": request.method, "url.full": url}) as span:
             body = ClientBody(request) if has_body else None
             try:
                 # With the client's Content-Length the body goes out with it, otherwise chunked.
                 upstream = await self.session().request(
-                    request.method, URL(url, encoded=True), headers=self._upstream_headers(request), data=body,
+                    request.method, URL(url, encoded=True), headers=self._upstream_headers(request, span), data=body,
                     allow_redirects=False)
             except TimeoutError as exc:
                 span.set_status(Status(StatusCode.ERROR, "upstream timeout"))

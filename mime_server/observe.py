@@ -38,21 +38,24 @@ def request_id_of(scope: Scope) -> str:
 
 
 class leaf_span:  # noqa: N801 - used like the tracer's own context managers
-    """``with leaf_span(tracer, "detect") as span:`` a span with no children around a block.
+    """``with leaf_span(tracer, "detect") as span:`` a span with no in-process children around a block.
 
     Like ``tracer.start_as_current_span`` (exception recorded, status ERROR) but the span is not
     made current, so no context is attached or detached, and a plain class costs less than a
     generator-based context manager: child spans are paid for on every request.
     """
 
-    __slots__ = ("name", "span", "tracer")
+    __slots__ = ("attributes", "kind", "name", "span", "tracer")
 
-    def __init__(self, tracer: trace.Tracer, name: str) -> None:
+    def __init__(self, tracer: trace.Tracer, name: str, kind: SpanKind = SpanKind.INTERNAL,
+                 attributes: dict[str, Any] | None = None) -> None:
         self.tracer = tracer
         self.name = name
+        self.kind = kind
+        self.attributes = attributes
 
     def __enter__(self) -> trace.Span:
-        self.span = self.tracer.start_span(self.name)
+        self.span = self.tracer.start_span(self.name, kind=self.kind, attributes=self.attributes)
         return self.span
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: object) -> None:

@@ -396,16 +396,22 @@ def test_upstream_gets_the_clients_headers_and_none_of_its_own(recorded: Recorde
     assert recorded.recorder.requests[0]["body"] == b"hello"
 
 
-def test_request_body_without_length_streams_upstream_chunked_as_it_arrives(recorded: Recorded) -> None:
-    data = os.urandom(300_000)
+def start_chunked_post(recorded: Recorded, path: str) -> http.client.HTTPConnection:
+    """A chunked POST through the gateway whose first piece ("first") has reached the upstream."""
     conn = recorded.connect()
-    conn.putrequest("POST", "/v1/record/stream", skip_accept_encoding=True)
+    conn.putrequest("POST", path, skip_accept_encoding=True)
     conn.putheader("X-API-Key", KEY)
     conn.putheader("Transfer-Encoding", "chunked")
     conn.endheaders()
     conn.send(b"5\r\nfirst\r\n")
     # A gateway that buffered the body would hold this piece until the client sent the rest.
     assert recorded.recorder.first_chunk.wait(5), "the first piece did not reach the upstream on its own"
+    return conn
+
+
+def test_request_body_without_length_streams_upstream_chunked_as_it_arrives(recorded: Recorded) -> None:
+    data = os.urandom(300_000)
+    conn = start_chunked_post(recorded, "/v1/record/stream")
     for start in range(0, len(data), 100_000):
         piece = data[start:start + 100_000]
         conn.send(b"%x\r\n" % len(piece) + piece + b"\r\n")
@@ -434,13 +440,7 @@ def test_redirects_compressed_bodies_and_repeated_headers_are_relayed_untouched(
 
 
 def test_client_going_away_mid_upload_is_not_an_upstream_error(recorded: Recorded) -> None:
-    conn = recorded.connect()
-    conn.putrequest("POST", "/v1/record/abandoned", skip_accept_encoding=True)
-    conn.putheader("X-API-Key", KEY)
-    conn.putheader("Transfer-Encoding", "chunked")
-    conn.endheaders()
-    conn.send(b"5\r\nfirst\r\n")
-    assert recorded.recorder.first_chunk.wait(5)
+    conn = start_chunked_post(recorded, "/v1/record/abandoned")
     conn.close()
     assert eventually(lambda: recorded.gateway.access_lines())
     for reason in ("timeout", "connect", "protocol", "body"):
