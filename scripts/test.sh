@@ -6,8 +6,6 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 need_apt=()
-command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
-command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 [ -e /usr/lib/x86_64-linux-gnu/libmagic.so.1 ] || [ -e /usr/lib/aarch64-linux-gnu/libmagic.so.1 ] || need_apt+=(libmagic1)
 command -v file >/dev/null 2>&1 || need_apt+=(file)
@@ -16,8 +14,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-# The Debian packages start their daemons; the tests start their own on free ports.
-$SUDO systemctl stop prometheus prometheus-alertmanager >/dev/null 2>&1 || true
+
+# Prometheus, promtool, Alertmanager, amtool, Jaeger and actionlint at the versions the stack
+# deploys, built from their Go modules (once; cached outside the repository).
+bash scripts/tools.sh
 
 PYTHON="${PYTHON:-python3}"
 if [ ! -x venv/bin/python ]; then

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the servers the stack deploys, at the pinned versions, from their Go modules; prints `NAME VERSION PATH`.
 #
-# `bash scripts/tools.sh` (run by `make test`, so by .ci/run). Each tool is built once into
+# `bash scripts/tools.sh` (run by `make test`, so by .ci/run). Each tool is built once (with
+# `go install MODULE/cmd/NAME@VERSION`, or `go build` in the module's own sources where go install
+# cannot work: see build()) into
 # ${OBSERVABILITY_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/observability-tools}/NAME-VERSION/,
 # outside the repository; a second run finds it there and builds nothing. The tests and benchmarks
 # run these binaries (tests/tools.py), and tests/program/test_versions.py fails when a version
@@ -57,35 +59,42 @@ ldflags_for() {
   esac
 }
 
-# `go install MODULE/cmd/BIN@VERSION`, or, for a module whose go.mod has replace directives (which
-# `go install pkg@version` refuses), a throwaway module that requires it with the same replaces:
-# the same build list either way.
+# Generated files a module's sources lack (its release build makes them): Alertmanager embeds its
+# web UI (`ui/app/dist`, an npm and Elm build); a placeholder page stands in, the API is complete.
+prepare_source() {
+  case "$1" in
+    alertmanager)
+      mkdir -p ui/app/dist
+      printf '%s\n' '<!doctype html><title>Alertmanager</title><p>Web UI not built in this build (scripts/tools.sh); the API is complete.</p>' > ui/app/dist/index.html ;;
+  esac
+}
+
+needs_source_build() {
+  # replace directives (which `go install pkg@version` refuses) or generated files to add
+  grep -q '=>' "$1/go.mod" || [ "$2" = "alertmanager" ]
+}
+
+# `go install MODULE/cmd/BIN@VERSION`; where that cannot work (see needs_source_build), `go build`
+# in a copy of the module's own sources: its own go.mod, go.sum and replaces, so the same build list.
 build() {
   local name="$1" module="$2" module_version="$3" release="$4" out="$5"; shift 5
-  local src gomod ldflags bin
+  local src ldflags bin
   src="$(go mod download -json "$module@$module_version" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
-  gomod="$src/go.mod"
   ldflags="$(ldflags_for "$name" "$release" "$module_version")"
-  if ! grep -q '=>' "$gomod"; then
+  if ! needs_source_build "$src" "$name"; then
     for bin in "$@"; do
       GOBIN="$out" go install -trimpath -tags netgo -ldflags "$ldflags" "$module/cmd/$bin@$module_version"
     done
     return
   fi
-  local work="$out/.module-build"
-  mkdir -p "$work"
+  local work="$out/.src"
+  cp -R "$src" "$work"
+  chmod -R u+w "$work"
   (
     cd "$work"
-    go mod init "observability-tools/$name" >/dev/null 2>&1
-    # replace directives, single-line or in a block: `[replace] OLD [V] => NEW [V]`
-    sed -n 's/^\(replace[[:space:]]\+\)\?[[:space:]]*\([^[:space:](]\+\)\([[:space:]]\+v[^[:space:]]*\)\?[[:space:]]\+=>[[:space:]]\+\([^[:space:]]\+\)\([[:space:]]\+v[^[:space:]]*\)\?[[:space:]]*$/\2\3 \4\5/p' "$gomod" |
-      while read -r old a b c; do
-        if [[ "$a" == v* ]]; then old="$old@$a"; new="$b"; nv="$c"; else new="$a"; nv="$b"; fi
-        go mod edit -replace "$old=$new${nv:+@$nv}"
-      done
-    go get "$module@$module_version" >/dev/null 2>&1 || go get "$module@$module_version"
+    prepare_source "$name"
     for bin in "$@"; do
-      go build -trimpath -tags netgo -ldflags "$ldflags" -o "$out/$bin" "$module/cmd/$bin"
+      go build -trimpath -tags netgo -ldflags "$ldflags" -o "$out/$bin" "./cmd/$bin"
     done
   )
   rm -rf "$work"
