@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from contextlib import contextmanager
@@ -12,6 +11,7 @@ from typing import Callable, Iterable, Iterator
 import httpx
 
 from tests.automation.conftest import free_port
+from tests.tools import pinned
 
 Sample = tuple[int, float]  # (unix seconds, value)
 
@@ -32,13 +32,9 @@ def backfill(openmetrics: Path, data_dir: Path) -> None:
     """Turn the OpenMetrics file into TSDB blocks inside ``data_dir``."""
     data_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        ["promtool", "tsdb", "create-blocks-from", "openmetrics", str(openmetrics), str(data_dir)],
+        [pinned("promtool"), "tsdb", "create-blocks-from", "openmetrics", str(openmetrics), str(data_dir)],
         check=True, capture_output=True, timeout=600,
     )
-
-
-def available() -> bool:
-    return bool(shutil.which("prometheus") and shutil.which("promtool"))
 
 
 @contextmanager
@@ -51,7 +47,7 @@ def running_prometheus(
     port = free_port()
     log = open(data_dir.parent / "prometheus.log", "wb")
     process = subprocess.Popen(
-        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={data_dir}",
+        [pinned("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={data_dir}",
          f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=3650d", *extra_flags],
         stdout=log, stderr=subprocess.STDOUT,
     )

@@ -12,9 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.automation.local_prometheus import available, backfill, running_prometheus, write_openmetrics
-
-pytestmark = pytest.mark.skipif(not available(), reason="needs the prometheus and promtool binaries")
+from tests.automation.local_prometheus import backfill, running_prometheus, write_openmetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_760_000_000 - 1_760_000_000 % 3600  # a fixed hour in the past (within retention: we set 10 years)

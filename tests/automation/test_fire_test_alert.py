@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from typing import Iterator
@@ -11,8 +10,7 @@ import httpx
 import pytest
 
 from tests.automation.conftest import free_port
-
-pytestmark = pytest.mark.skipif(not shutil.which("prometheus-alertmanager"), reason="needs prometheus-alertmanager")
+from tests.tools import pinned
 
 CONFIG = """\
 route:
@@ -30,7 +28,7 @@ def alertmanager(tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-
     port = free_port()
     log = open(base / "alertmanager.log", "wb")
     process = subprocess.Popen(
-        ["prometheus-alertmanager", f"--config.file={base / 'alertmanager.yml'}", f"--storage.path={base / 'data'}",
+        [pinned("alertmanager"), f"--config.file={base / 'alertmanager.yml'}", f"--storage.path={base / 'data'}",
          f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
         stdout=log, stderr=subprocess.STDOUT,
     )

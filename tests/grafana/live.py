@@ -1,7 +1,7 @@
 """A live stack on 127.0.0.1 for the dashboard tests: mime-server, gateway, real Prometheus with the SLO rules.
 
-The services run as subprocesses exactly as their containers run them; Prometheus (Debian's
-binary) scrapes both every second with the rule files `config.rules` renders, and a short burst
+The services run as subprocesses exactly as their containers run them; Prometheus (the pinned
+build, tests/tools.py) scrapes both every second with the rule files `config.rules` renders, and a short burst
 of traffic through the gateway and straight to mime-server gives every panel something to show.
 """
 
@@ -26,8 +26,8 @@ import yaml
 from config.rules import render_rule_files
 from config.settings import StackSettings
 from config.slo import GATEWAY, MIME_SERVER
+from tests.tools import pinned
 
-PROMETHEUS_BIN = "/usr/bin/prometheus"
 API_KEY = "dashboard-test-key"
 REPO = Path(__file__).resolve().parents[2]
 
@@ -163,8 +163,6 @@ def send_traffic(stack: LiveStack, rounds: int) -> None:
 @contextmanager
 def live_stack(settings: StackSettings, workdir: Path) -> Iterator[LiveStack]:
     """Start everything, send traffic, wait until the SLO records exist; stop it all on exit."""
-    if not Path(PROMETHEUS_BIN).exists():
-        raise AssertionError(f"{PROMETHEUS_BIN} is missing: `apt-get install prometheus` (Debian 2.42)")
     mime_port, gateway_port, prom_port = free_port(), free_port(), free_port()
     rules_dir = workdir / "rules"
     rules_dir.mkdir()
@@ -184,7 +182,7 @@ def live_stack(settings: StackSettings, workdir: Path) -> Iterator[LiveStack]:
         _spawn(stack, [sys.executable, "-m", "mime_server.gateway", "--host", "127.0.0.1", "--port",
                        str(gateway_port), "--upstream", live.mime_url, "--api-keys-file", str(keys)],
                live.logs[GATEWAY])
-        _spawn(stack, [PROMETHEUS_BIN, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+        _spawn(stack, [pinned("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
                        f"--web.listen-address=127.0.0.1:{prom_port}", "--enable-feature=exemplar-storage"],
                workdir / "prometheus.log")
         for url in (live.mime_url, live.gateway_url):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,12 +11,11 @@ import yaml
 
 from config.render import render_stack, settings_for_render
 from config.settings import PROJECT_DIR, STACKS
+from tests.tools import pinned
 
 
 def _tool(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} is required (Debian packages prometheus and prometheus-alertmanager; .ci/run installs them)"
-    return path
+    return pinned(name)
 
 
 @pytest.fixture(scope="module", params=STACKS)
@@ -56,7 +54,9 @@ def test_promtool_accepts_the_prometheus_config_and_rules(rendered, tmp_path):
     config["rule_files"] = [str(out / "prometheus" / "rules" / "*.yml")]
     local = tmp_path / "prometheus.yml"
     local.write_text(yaml.safe_dump(config))
-    result = subprocess.run([_tool("promtool"), "check", "config", str(local)], capture_output=True, text=True)
+    # --lint=all: duplicate rules and rule names that are not valid metric names fail too
+    result = subprocess.run([_tool("promtool"), "check", "config", "--lint=all", "--lint-fatal", str(local)],
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
     assert "rules found" in result.stdout

@@ -1,21 +1,19 @@
-"""Fixtures of the SLO tests: the real Prometheus/Alertmanager tools and the stack settings."""
+"""Fixtures of the SLO tests: the pinned Prometheus/Alertmanager tools and the stack settings."""
 
 from __future__ import annotations
-
-import shutil
 
 import pytest
 
 from config.settings import ALERT_SECRET_KEYS, STACKS, StackSettings, from_values, load_stack, stack_file_values
+from tests.tools import ToolsUnavailable, pinned
 
 
 def require_binary(name: str) -> str:
-    """Path of a required tool; fail (never skip) with the install command when it is missing."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} not found on PATH: install the Debian packages with "
-                    "`apt-get install prometheus prometheus-alertmanager` (.ci/run does)", pytrace=False)
-    return path
+    """Path of a pinned tool (scripts/tools.sh); fail (never skip) with the reason when it cannot be built."""
+    try:
+        return pinned(name)
+    except ToolsUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 def stack_settings(stack: str) -> StackSettings:

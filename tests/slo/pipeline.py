@@ -8,6 +8,7 @@ scrape the local processes under the stack's job names.
 from __future__ import annotations
 
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -86,8 +87,8 @@ class Pipeline:
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="alert-pipeline-")
         self.dir = workdir or Path(self._tmp.name)  # type: ignore[union-attr]
         self.procs: dict[str, Proc] = {}
-        self.slack = WebhookReceiver(log=open(self.dir / "slack.jsonl", "a"))
-        self.pagerduty = WebhookReceiver(log=open(self.dir / "pagerduty.jsonl", "a"))
+        self.slack = WebhookReceiver(log=open(self.dir / "slack.jsonl", "a"), answer_as="slack")
+        self.pagerduty = WebhookReceiver(log=open(self.dir / "pagerduty.jsonl", "a"), answer_as="pagerduty")
         self.ports = {name: free_port() for name in ("mime-server", "mockup-gateway", "prometheus", "alertmanager")}
         self.settings: StackSettings = from_values(
             "dev", {"pagerdutyUrl": f"{self.pagerduty.url}/v2/enqueue"}, secrets_set=set(ALERT_SECRET_KEYS))
@@ -111,7 +112,7 @@ class Pipeline:
         self.stop()
 
     def start(self) -> None:
-        prometheus, alertmanager = require_binary("prometheus"), require_binary("prometheus-alertmanager")
+        prometheus, alertmanager = require_binary("prometheus"), require_binary("alertmanager")
         self.slack.start()
         self.pagerduty.start()
         self._write_configs()
@@ -129,6 +130,11 @@ class Pipeline:
         for name, path in (("mockup-gateway", "/healthz"), ("alertmanager", "/-/ready"), ("prometheus", "/-/ready")):
             wait_http(self.url(name) + path, 30, self.procs[name])
         self.wait_until_up(30)
+        # Rules load only now: evaluated before the first scrape, absent(up) would page for a server
+        # that is not down (with production timings the first scrape comes long before `for` ends).
+        self._write_prometheus_config(with_rules=True)
+        self.procs["prometheus"].popen.send_signal(signal.SIGHUP)
+        self._wait_rules_loaded(30)
 
     def stop(self) -> None:
         self.stop_traffic()
@@ -177,10 +183,14 @@ class Pipeline:
         rules.mkdir(exist_ok=True)
         for name, text in render_rule_files(self.settings, t.rules).items():
             (rules / name).write_text(text)
+        self._write_prometheus_config(with_rules=False)
+
+    def _write_prometheus_config(self, with_rules: bool) -> None:
+        t = self.timings
         prometheus = {
             "global": {"scrape_interval": t.scrape_interval, "scrape_timeout": t.scrape_interval,
                        "evaluation_interval": t.evaluation_interval},
-            "rule_files": [str(rules / "*.yml")],
+            "rule_files": [str(self.dir / "rules" / "*.yml")] if with_rules else [],
             "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{self.ports['alertmanager']}"]}]}]},
             "scrape_configs": [
                 {"job_name": name, "static_configs": [{"targets": [f"127.0.0.1:{self.ports[name]}"],
@@ -195,6 +205,17 @@ class Pipeline:
         r = httpx.get(self.url("prometheus") + "/api/v1/query", params={"query": promql}, timeout=5)
         r.raise_for_status()
         return r.json()["data"]["result"]
+
+    def _wait_rules_loaded(self, timeout: float) -> None:
+        expected = len(render_rule_files(self.settings, self.timings.rules))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = httpx.get(self.url("prometheus") + "/api/v1/rules", timeout=5)
+            if len({g["file"] for g in r.json()["data"]["groups"]}) == expected:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"Prometheus did not load the rule files within {timeout}s:\n"
+                           f"{self.procs['prometheus'].log_tail()}")
 
     def wait_until_up(self, timeout: float) -> None:
         """Until Prometheus has scraped both services as up (the rules then see a healthy start)."""

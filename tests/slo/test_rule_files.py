@@ -31,7 +31,8 @@ def test_every_stack_renders_rules_promtool_accepts(promtool: str, any_stack: St
     for name, text in files.items():
         (tmp_path / name).write_text(text)
         paths.append(str(tmp_path / name))
-    proc = subprocess.run([promtool, "check", "rules", *paths], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([promtool, "check", "rules", "--lint=all", "--lint-fatal", *paths], capture_output=True,
+                          text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("SUCCESS") == len(paths)
 
