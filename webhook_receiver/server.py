@@ -1,4 +1,10 @@
-"""The receiver: accepts POST on any path, logs one JSON line per notification, records it thread-safely."""
+"""The receiver: accepts POST on any path, logs one JSON line per notification, records it thread-safely.
+
+It answers the way the service it stands in for answers, because Alertmanager reads the answers:
+Alertmanager's webhooks take any 2xx, but its Slack notifier counts a JSON answer without
+`"ok": true` as a failed notification (0.30 and later; an incoming webhook answers the text `ok`),
+and PagerDuty's Events API answers 202 with a JSON status.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,11 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Literal, Protocol
 
 MAX_BODY = 10 * 1024 * 1024
+
+AnswerAs = Literal["webhook", "slack", "pagerduty"]
 
 
 class LineSink(Protocol):
@@ -35,7 +43,9 @@ class Notification:
 class WebhookReceiver:
     """An HTTP server on its own thread; `notifications` and `wait_for` are safe to use from tests."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, log: LineSink | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, log: LineSink | None = None,
+                 answer_as: AnswerAs = "webhook") -> None:
+        self.answer_as = answer_as
         self._lock = threading.Condition()
         self._received: list[Notification] = []
         self._log = log
@@ -91,7 +101,8 @@ class WebhookReceiver:
                     return None
                 self._lock.wait(left)
 
-    def _record(self, path: str, headers: dict[str, str], raw: bytes) -> None:
+    def _record(self, path: str, headers: dict[str, str], raw: bytes) -> Any:
+        """Keep and log one notification; returns its decoded body."""
         try:
             body: Any = json.loads(raw) if raw else None
         except ValueError:
@@ -103,6 +114,7 @@ class WebhookReceiver:
         out = self._log or sys.stdout
         out.write(json.dumps({"ts": n.ts, "path": path, "body": body}) + "\n")
         out.flush()
+        return body
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
@@ -114,8 +126,14 @@ class WebhookReceiver:
                     self._answer(413, {"error": "body too large", "limit": MAX_BODY})
                     return
                 raw = self.rfile.read(length)
-                receiver._record(self.path, {k.lower(): v for k, v in self.headers.items()}, raw)
-                self._answer(200, {"status": "ok"})
+                body = receiver._record(self.path, {k.lower(): v for k, v in self.headers.items()}, raw)
+                if receiver.answer_as == "slack":  # an incoming webhook's answer
+                    self._answer_text(200, "ok")
+                elif receiver.answer_as == "pagerduty":  # Events API v2
+                    dedup = body.get("dedup_key") if isinstance(body, dict) else None
+                    self._answer(202, {"status": "success", "message": "Event processed", "dedup_key": dedup})
+                else:
+                    self._answer(200, {"status": "ok"})
 
             def do_GET(self) -> None:  # noqa: N802
                 if self.path == "/healthz":
@@ -124,9 +142,14 @@ class WebhookReceiver:
                     self._answer(404, {"error": "not found", "path": self.path})
 
             def _answer(self, code: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
+                self._send(code, "application/json", json.dumps(body).encode())
+
+            def _answer_text(self, code: int, text: str) -> None:
+                self._send(code, "text/plain; charset=utf-8", text.encode())
+
+            def _send(self, code: int, content_type: str, data: bytes) -> None:
                 self.send_response(code)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

@@ -41,3 +41,17 @@ def test_module_logs_one_json_line_per_notification(tmp_path: Path) -> None:
         proc.terminate()
         out, _ = proc.communicate(timeout=10)
     assert '"path": "/slack-alerts"' in out
+
+
+def test_a_slack_stand_in_answers_as_an_incoming_webhook() -> None:
+    """Alertmanager 0.30+ counts a JSON answer without "ok": true as a failed Slack notification."""
+    with WebhookReceiver(log=open("/dev/null", "w"), answer_as="slack") as rx:
+        r = httpx.post(f"{rx.url}/alerts", json={"text": "hi"})
+        assert (r.status_code, r.headers["content-type"].split(";")[0], r.text) == (200, "text/plain", "ok")
+
+
+def test_a_pagerduty_stand_in_answers_as_the_events_api() -> None:
+    with WebhookReceiver(log=open("/dev/null", "w"), answer_as="pagerduty") as rx:
+        r = httpx.post(f"{rx.url}/v2/enqueue", json={"event_action": "trigger", "dedup_key": "k1"})
+        assert r.status_code == 202 and r.json() == {"status": "success", "message": "Event processed",
+                                                     "dedup_key": "k1"}
