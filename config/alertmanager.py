@@ -4,7 +4,10 @@ Routing follows the runbook: MimeServerDown to Slack #ops-critical and on to Pag
 critical alert to PagerDuty, warnings to Slack #alerts; grouped by alertname and service. Secrets
 are never in the file: receivers read them from files the Pulumi component uploads (SECRET_FILES).
 Without the alert secrets (dev), every receiver is a webhook to the local `webhook-receiver`.
-Written in the subset Alertmanager 0.25 (Debian amtool) and 0.34 both accept.
+Written for the Alertmanager the stack deploys (the tests run the same release, built from its Go
+module): every notifier has a `timeout`, so a hung Slack or PagerDuty endpoint cannot hold a
+notification past it (0.30+), and every inhibit rule has a name, which Alertmanager reports when
+it mutes an alert (0.30+).
 """
 
 from __future__ import annotations
@@ -44,20 +47,22 @@ def secret_path(key: str, secrets_dir: str | Path | None = None) -> str:
 def receivers(settings: StackSettings, secrets_dir: str | Path | None = None,
               local_url: str = LOCAL_RECEIVER_URL) -> list[dict[str, Any]]:
     """The three receivers: Slack and PagerDuty when the secrets are set, else local webhooks."""
+    timeout = settings.alert_notification_timeout
     if not settings.alert_receivers_external:
-        return [{"name": name, "webhook_configs": [{"url": f"{local_url}/{name}", "send_resolved": True}]}
+        return [{"name": name, "webhook_configs": [{"url": f"{local_url}/{name}", "send_resolved": True,
+                                                     "timeout": timeout}]}
                 for name in (OPS_CRITICAL, PAGERDUTY, SLACK_ALERTS)]
 
     def slack(name: str, key: str, channel: str) -> dict[str, Any]:
         return {"name": name, "slack_configs": [{
             "api_url_file": secret_path(key, secrets_dir), "channel": channel, "send_resolved": True,
-            "text": _SLACK_TEXT}]}
+            "text": _SLACK_TEXT, "timeout": timeout}]}
 
     return [
         slack(OPS_CRITICAL, "slackWebhookOpsCritical", settings.slack_channel_ops_critical),
         {"name": PAGERDUTY, "pagerduty_configs": [{
             "routing_key_file": secret_path("pagerdutyRoutingKey", secrets_dir), "url": settings.pagerduty_url,
-            "send_resolved": True, "severity": "critical"}]},
+            "send_resolved": True, "severity": "critical", "timeout": timeout}]},
         slack(SLACK_ALERTS, "slackWebhookAlerts", settings.slack_channel_alerts),
     ]
 
@@ -82,11 +87,14 @@ def route(settings: StackSettings, group_wait: str | None = None, group_interval
 def inhibit_rules() -> list[dict[str, Any]]:
     """Critical silences warning of the same alert and service; MimeServerDown silences its consequences."""
     return [
-        {"source_matchers": ['severity="critical"'], "target_matchers": ['severity="warning"'],
+        {"name": "page-silences-its-ticket",
+         "source_matchers": ['severity="critical"'], "target_matchers": ['severity="warning"'],
          "equal": ["alertname", "service"]},
-        {"source_matchers": ['alertname="MimeServerDown"'],
+        {"name": "server-down-silences-its-consequences",
+         "source_matchers": ['alertname="MimeServerDown"'],
          "target_matchers": [f'alertname=~"{"|".join(DOWN_SHADOWS)}"'], "equal": ["service"]},
-        {"source_matchers": ['alertname="MimeServerDown"'], "target_matchers": ['alertname="GatewayUpstreamErrors"']},
+        {"name": "server-down-silences-gateway-upstream-errors",
+         "source_matchers": ['alertname="MimeServerDown"'], "target_matchers": ['alertname="GatewayUpstreamErrors"']},
     ]
 
 

@@ -131,6 +131,7 @@ class StackSettings(BaseModel):
     alert_group_wait: str = Field(alias="alertGroupWait", pattern=r"^[0-9]+(ms|s|m|h)$")
     alert_group_interval: str = Field(alias="alertGroupInterval", pattern=r"^[1-9][0-9]*(ms|s|m|h)$")
     alert_repeat_interval: str = Field(alias="alertRepeatInterval", pattern=r"^[1-9][0-9]*(ms|s|m|h)$")
+    alert_notification_timeout: str = Field(alias="alertNotificationTimeout", pattern=r"^[1-9][0-9]*(ms|s|m|h)$")
     alert_down_for: str = Field(alias="alertDownFor", pattern=r"^[1-9][0-9]*(ms|s|m|h)$")
     slo_page_for: str = Field(alias="sloPageFor", pattern=r"^[1-9][0-9]*(ms|s|m|h)$")
     slo_ticket_for: str = Field(alias="sloTicketFor", pattern=r"^[1-9][0-9]*(ms|s|m|h)$")
@@ -235,6 +236,10 @@ class StackSettings(BaseModel):
             if _seconds(value) < _seconds(self.alert_down_for):
                 raise _err(key, value, f"at least alertDownFor ({self.alert_down_for}): MimeServerDown must fire "
                                        "first, or the alerts it silences notify before it")
+        if _seconds(self.alert_notification_timeout) >= _seconds(self.alert_group_interval):
+            raise _err("alertNotificationTimeout", self.alert_notification_timeout,
+                       f"less than alertGroupInterval ({self.alert_group_interval}): Alertmanager gives up "
+                       "on a group's notifications when its next flush is due, so a longer timeout never applies")
         _check_address("bindAddress", self.bind_address)
         if self.backup_s3_bucket and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.backup_s3_bucket):
             raise _err("backupS3Bucket", self.backup_s3_bucket, "a valid S3 bucket name, or empty for no upload")

@@ -131,3 +131,9 @@ def test_bad_value_through_the_program_fails_before_any_resource():
     with pytest.raises(SettingsError, match="observability:logShipper = 'vector'"):
         harness.run_program("dev", {"logShipper": "vector"})
     assert harness.last_monitor.registrations == []
+
+
+def test_a_notification_timeout_of_a_whole_group_interval_is_refused():
+    with pytest.raises(SettingsError, match=r"observability:alertNotificationTimeout = '5m': expected less than "
+                                            r"alertGroupInterval \(5m\)"):
+        from_values("dev", {**DEV, "alertNotificationTimeout": "5m"})

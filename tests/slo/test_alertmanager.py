@@ -89,9 +89,22 @@ def test_timings_come_from_settings_unless_overridden(dev: StackSettings) -> Non
 
 def test_mime_server_down_inhibits_its_slo_alerts_and_gateway_upstream_errors(dev: StackSettings) -> None:
     rules = yaml.safe_load(render_alertmanager(dev))["inhibit_rules"]
-    assert {"source_matchers": ['severity="critical"'], "target_matchers": ['severity="warning"'],
-            "equal": ["alertname", "service"]} in rules
+    assert {"name": "page-silences-its-ticket", "source_matchers": ['severity="critical"'],
+            "target_matchers": ['severity="warning"'], "equal": ["alertname", "service"]} in rules
     down = [r for r in rules if r["source_matchers"] == ['alertname="MimeServerDown"']]
     targets = " ".join(m for r in down for m in r["target_matchers"])
     for name in ("AvailabilityBudgetBurn", "ErrorRateBudgetBurn", "LatencyBudgetBurn", "GatewayUpstreamErrors"):
         assert name in targets
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_notifier_gives_up_after_the_notification_timeout(stack: str) -> None:
+    settings = stack_settings(stack)
+    receivers = yaml.safe_load(render_alertmanager(settings))["receivers"]
+    configs = [c for r in receivers for kind, cs in r.items() if kind.endswith("_configs") for c in cs]
+    assert len(configs) == 3 and {c["timeout"] for c in configs} == {settings.alert_notification_timeout}
+
+
+def test_every_inhibit_rule_has_a_unique_name(dev: StackSettings) -> None:
+    names = [r["name"] for r in yaml.safe_load(render_alertmanager(dev))["inhibit_rules"]]
+    assert len(names) == len(set(names)) == 3 and all(names)
