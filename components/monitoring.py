@@ -8,7 +8,8 @@ import pulumi_random as random
 
 from components.service import ContainerSpec, Mount, data_volume, hardened_container, wget_health
 from config.grafana import grafana_env, render_grafana
-from config.prometheus import CONFIG_PATH, RULES_DIR, render_prometheus
+from config.prometheus import CONFIG_PATH, DATA_DIR, RULES_DIR, render_prometheus
+from config.prometheus import command as prometheus_command
 from config.rules import render_rule_files
 from config.settings import StackSettings
 
@@ -34,15 +35,9 @@ class CoreMonitoring(pulumi.ComponentResource):
         self.prometheus = hardened_container(settings, network, ContainerSpec(
             service="prometheus",
             image=settings.service("prometheus").image,
-            command=[
-                f"--config.file={CONFIG_PATH}",
-                "--storage.tsdb.path=/prometheus",
-                f"--storage.tsdb.retention.time={settings.prometheus_retention_days}d",
-                "--enable-feature=exemplar-storage",
-                f"--web.external-url=http://localhost:{settings.service('prometheus').port}",
-            ],
+            command=prometheus_command(settings),
             files=files,
-            mounts=[Mount("/prometheus", self.prometheus_volume)],
+            mounts=[Mount(DATA_DIR, self.prometheus_volume)],
             healthcheck=wget_health("http://127.0.0.1:9090/-/healthy"),
             published_port=9090,
         ), parent=self, depends_on=prometheus_after)

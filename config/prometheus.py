@@ -10,6 +10,7 @@ from config.settings import StackSettings
 
 RULES_DIR = "/etc/prometheus/rules"
 CONFIG_PATH = "/etc/prometheus/prometheus.yml"
+DATA_DIR = "/prometheus"
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,17 @@ def scrape_targets(settings: StackSettings) -> list[ScrapeTarget]:
         # Jaeger v2 exposes its collector self-metrics (otelcol_*) on 8888.
         targets.append(ScrapeTarget("jaeger", "jaeger:8888"))
     return targets
+
+
+def command(settings: StackSettings, config_path: str = CONFIG_PATH, data_dir: str = DATA_DIR) -> list[str]:
+    """The Prometheus command-line flags; the paths move for the tests that run the same flags."""
+    return [
+        f"--config.file={config_path}",
+        f"--storage.tsdb.path={data_dir}",
+        f"--storage.tsdb.retention.time={settings.prometheus_retention_days}d",
+        "--enable-feature=exemplar-storage",
+        f"--web.external-url=http://localhost:{settings.service('prometheus').port}",
+    ]
 
 
 def render_prometheus(settings: StackSettings, rule_files: list[str] | None = None,
