@@ -13,7 +13,7 @@ REFS = [
     "prom/prometheus:latest",
     "localhost:5000/mime-server",
     "localhost:5000/mime-server:1.2",
-    "cr.jaegertracing.io/jaegertracing/jaeger:2.20.0",
+    "cr.jaegertracing.io/jaegertracing/jaeger:2.12.0",
     "grafana/grafana@sha256:" + "0f" * 32,
     "grafana/grafana:13.0.1@sha256:" + "0f" * 32,
 ]

@@ -120,7 +120,7 @@ def test_policy_config_overrides_the_stack_opt_in(container: dict) -> None:
 
 @pytest.mark.parametrize("type_,field,ref", [
     (rules.REMOTE_IMAGE, "name", "prom/prometheus:v3.16.0"),
-    (rules.REMOTE_IMAGE, "name", "cr.jaegertracing.io/jaegertracing/jaeger:2.20.0"),
+    (rules.REMOTE_IMAGE, "name", "cr.jaegertracing.io/jaegertracing/jaeger:2.12.0"),
     (rules.REMOTE_IMAGE, "name", "grafana/grafana@sha256:" + "0f" * 32),
     (rules.BUILT_IMAGE, "imageName", "localhost:5000/mime-server:1.4.2"),
     (rules.CONTAINER, "image", "sha256:" + "ab" * 32),

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from config.settings import PROJECT_DIR, STACKS
+from tests.tools import pinned
 
 WORKFLOWS = PROJECT_DIR / ".github" / "workflows"
 DOC = PROJECT_DIR / "docs" / "review-and-promotion.md"
@@ -48,7 +49,9 @@ def test_pull_request_runs_tests_then_a_policy_preview_per_stack() -> None:
     assert doc["permissions"] == {"contents": "read"}
     test, preview = doc["jobs"]["test"], doc["jobs"]["preview"]
     installs = " ".join(s.get("run", "") for s in test["steps"])
-    assert "prometheus prometheus-alertmanager" in installs and "requirements-dev.txt" in installs
+    assert "bash scripts/tools.sh" in installs and "requirements-dev.txt" in installs
+    assert step(test, "actions/setup-go@")["with"]["go-version"] == "${{ env.GO_VERSION }}"
+    assert "hashFiles('scripts/tools.sh')" in step(test, "actions/cache@")["with"]["key"]
     assert run_step(test, "Run the tests").strip() == "make test"
 
     assert preview["needs"] == "test"
@@ -98,6 +101,13 @@ def test_every_secret_the_workflows_use_is_documented() -> None:
     used = set(re.findall(r"secrets\.([A-Z0-9_]+)", "".join(f.read_text() for f in WORKFLOWS.glob("*.yml"))))
     doc = DOC.read_text()
     assert used - {"GITHUB_TOKEN"} and {s for s in used - {"GITHUB_TOKEN"} if f"`{s}`" not in doc} == set()
+
+
+def test_workflows_pass_actionlint() -> None:
+    """actionlint (the pinned build) checks expressions, contexts, action inputs and runner labels."""
+    files = [str(f) for f in sorted(WORKFLOWS.glob("*.yml"))]
+    done = subprocess.run([pinned("actionlint"), "-no-color", *files], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_workflows_match_the_github_workflow_schema() -> None:
