@@ -1,0 +1,155 @@
+"""End to end on loopback: every request through the gateway is one trace in the pinned Jaeger, counted by Prometheus.
+
+The pinned Jaeger runs the rendered config (listen addresses moved to 127.0.0.1), mime-server and
+mockup-gateway export OTLP to it as deployed, and 300 mixed requests go through the gateway
+(detect, upload, download, 4xx from either service, injected 5xx). The scenario runs once (module
+fixture); each test checks one outcome of it. `python -m bench.trace_path` runs the same path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.tracing import OTLP_HTTP_ENDPOINT
+from config.jaeger import render_jaeger
+from config.prometheus import render_prometheus
+from config.settings import StackSettings, load_stack
+from tests.tools import ToolsUnavailable, pinned
+from tests.tracing.path import (
+    GATEWAY, JAEGER_LISTENERS, JAEGER_RULES, KINDS, METRICS_READER, MIME, PARENT, Measurement, TracePath,
+    jaeger_validate, loopback_jaeger_config,
+)
+
+pytestmark = pytest.mark.e2e
+
+REQUESTS = 300
+
+
+def require(name: str) -> str:
+    """The pinned build of `name`; the test fails (never skips) with the reason when it is missing."""
+    try:
+        return pinned(name)
+    except ToolsUnavailable as exc:
+        pytest.fail(f"the pinned {name} is not available: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def dev() -> StackSettings:
+    return load_stack("dev")
+
+
+@pytest.fixture(scope="module")
+def measured(dev: StackSettings) -> Iterator[Measurement]:
+    require("jaeger")
+    require("prometheus")
+    with TracePath(dev) as path:
+        yield path.measure(REQUESTS)
+
+
+def test_jaeger_validate_accepts_the_rendered_config(dev: StackSettings, tmp_path: Path) -> None:
+    require("jaeger")
+    result = jaeger_validate(render_jaeger(dev), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_jaeger_validate_rejects_an_unknown_setting(dev: StackSettings, tmp_path: Path) -> None:
+    require("jaeger")
+    broken = render_jaeger(dev).replace("max_traces:", "max_tracez:")
+    result = jaeger_validate(broken, tmp_path)
+    assert result.returncode != 0
+    assert "max_tracez" in result.stdout + result.stderr
+
+
+def test_rendered_configs_name_every_jaeger_listener_and_agree_on_ports(dev: StackSettings) -> None:
+    _, listeners = loopback_jaeger_config(render_jaeger(dev))
+    assert set(listeners) == set(JAEGER_LISTENERS.values())
+    assert all(listener.rendered.startswith("0.0.0.0:") for listener in listeners.values())
+    # the services export to the OTLP/HTTP receiver; Prometheus scrapes the telemetry reader
+    otlp_http = listeners[JAEGER_LISTENERS["otlp_http"]].rendered
+    assert OTLP_HTTP_ENDPOINT.rsplit(":", 1)[1] == otlp_http.rsplit(":", 1)[1]
+    jobs = {j["job_name"]: j for j in yaml.safe_load(render_prometheus(dev))["scrape_configs"]}
+    target = jobs["jaeger"]["static_configs"][0]["targets"][0]
+    assert target.rsplit(":", 1)[1] == listeners[METRICS_READER].rendered.rsplit(":", 1)[1]
+
+
+def test_jaeger_listens_only_on_the_rewritten_loopback_ports(measured: Measurement) -> None:
+    assert measured.listening == {(l.protocol, "127.0.0.1", l.port) for l in measured.listeners.values()}
+
+
+def test_every_request_has_exactly_one_complete_trace(measured: Measurement,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    with capsys.disabled():
+        print("\ntrace path:", json.dumps(measured.figures()))
+    assert len(measured.sent) == REQUESTS
+    assert measured.answer_problems == {}
+    assert measured.trace_problems == {}
+    assert measured.share_traced == 1.0
+
+
+def test_spans_per_trace_follow_the_route(measured: Measurement) -> None:
+    by_kind = Counter(s.kind for s in measured.sent)
+    assert set(by_kind) == set(KINDS)
+    assert measured.spans_per_trace() == {kind: {str(len(KINDS[kind].expected_spans())): n}
+                                          for kind, n in by_kind.items()}
+
+
+def test_injected_faults_are_error_traces(measured: Measurement) -> None:
+    faults = [s for s in measured.sent if s.kind == "fault"]
+    assert faults and all(s.status == 500 for s in faults)
+    for s in faults:
+        [spans] = measured.traces[s.request_id]
+        servers = [span for span in spans if span.kind == "server"]
+        assert {span.service for span in servers} == {GATEWAY, MIME}
+        assert all(span.error for span in servers), servers
+
+
+def test_unauthorized_requests_leave_only_the_gateway_server_span(measured: Measurement) -> None:
+    refused = [s for s in measured.sent if s.kind == "unauthorized"]
+    assert refused and all(s.status == 401 for s in refused)
+    for s in refused:
+        [spans] = measured.traces[s.request_id]
+        assert [(span.service, span.kind, span.parent_id) for span in spans] == [(GATEWAY, "server", None)]
+
+
+def test_dependencies_show_the_gateway_calling_mime_server(measured: Measurement) -> None:
+    reached = sum(1 for s in measured.sent if KINDS[s.kind].mime_route is not None)
+    edges = {(d["parent"], d["child"]): d["callCount"] for d in measured.dependencies}
+    assert {edge: n for edge, n in edges.items() if edge[0] != edge[1]} == {(GATEWAY, MIME): reached}
+    # Jaeger's memory store counts every parent-child pair of spans, so each service also has a
+    # self-edge: one per span under another span of the same service (its health checks have none)
+    within: Counter[tuple[str, str]] = Counter()
+    for s in measured.sent:
+        services = {role: service for role, service, _, _ in KINDS[s.kind].expected_spans()}
+        for role, service in services.items():
+            parent = PARENT.get(role, "mime.server")
+            if parent is not None and services[parent] == service:
+                within[(service, service)] += 1
+    assert {edge: n for edge, n in edges.items() if edge[0] == edge[1]} == dict(within)
+
+
+def test_jaeger_logs_no_error(measured: Measurement) -> None:
+    assert not [p for p in measured.jaeger_log_problems if not p.startswith("warn:")]
+
+
+def test_prometheus_counts_every_span_jaeger_stored_as_accepted(measured: Measurement) -> None:
+    sent_spans = sum(len(KINDS[s.kind].expected_spans()) for s in measured.sent)
+    stored = measured.spans_stored[GATEWAY] + measured.spans_stored[MIME]
+    assert stored >= sent_spans  # plus the health checks' traces
+    assert measured.accepted_spans.get("otlp/http") == stored, measured.accepted_spans
+
+
+def test_jaeger_meta_alerts_evaluate_on_metric_names_jaeger_exposes(measured: Measurement) -> None:
+    assert set(measured.meta_alerts) == set(JAEGER_RULES)
+    for name, rule in measured.meta_alerts.items():
+        assert (rule["health"], rule["lastError"]) == ("ok", ""), (name, rule)
+        assert rule["selects"], (name, rule)
+        for selector, series in rule["selects"].items():
+            # a selector matching nothing evaluates fine and never fires: each must select a real series
+            assert series, f"{name}: {selector} selects nothing; Jaeger's span metrics: {measured.span_metric_names}"
+            assert all(s.endswith("{service=jaeger}") for s in series), (name, series)
