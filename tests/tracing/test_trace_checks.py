@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
+
+from components.tracing import OTLP_HTTP_ENDPOINT
 from config.jaeger import render_jaeger
+from config.prometheus import render_prometheus
 from config.settings import load_stack
 from tests.tracing.path import (
-    GATEWAY, KINDS, MIME, PARENT, Sent, _address, check_trace, loopback_jaeger_config, spans_of,
+    GATEWAY, JAEGER_LISTENERS, KINDS, METRICS_READER, MIME, PARENT, Sent, _address, check_trace,
+    loopback_jaeger_config, spans_of,
 )
 
 
@@ -56,6 +61,19 @@ def test_every_rendered_listen_address_moves_to_loopback() -> None:
     assert protocols.pop("receivers.jaeger.protocols.thrift_compact") == "udp"  # the legacy agent: UDP
     assert set(protocols.values()) == {"tcp"}
     assert len({listener.port for listener in listeners.values()}) == len(listeners)
+
+
+def test_rendered_configs_name_every_jaeger_listener_and_agree_on_ports() -> None:
+    dev = load_stack("dev")
+    _, listeners = loopback_jaeger_config(render_jaeger(dev))
+    assert set(listeners) == set(JAEGER_LISTENERS.values())
+    assert all(listener.rendered.startswith("0.0.0.0:") for listener in listeners.values())
+    # the services export to the OTLP/HTTP receiver; Prometheus scrapes the telemetry reader
+    otlp_http = listeners[JAEGER_LISTENERS["otlp_http"]].rendered
+    assert OTLP_HTTP_ENDPOINT.rsplit(":", 1)[1] == otlp_http.rsplit(":", 1)[1]
+    jobs = {j["job_name"]: j for j in yaml.safe_load(render_prometheus(dev))["scrape_configs"]}
+    target = jobs["jaeger"]["static_configs"][0]["targets"][0]
+    assert target.rsplit(":", 1)[1] == listeners[METRICS_READER].rendered.rsplit(":", 1)[1]
 
 
 def test_proc_net_addresses_decode() -> None:
