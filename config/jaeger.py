@@ -13,6 +13,7 @@ OTLP_GRPC_PORT = 4317
 OTLP_HTTP_PORT = 4318
 AGENT_COMPACT_PORT = 6831
 QUERY_PORT = 16686
+QUERY_GRPC_PORT = 16685  # jaeger_query's gRPC API (api_v2/api_v3): upstream's default, rendered explicitly
 
 
 def render_jaeger(settings: StackSettings) -> str:
@@ -44,8 +45,12 @@ def render_jaeger(settings: StackSettings) -> str:
         "extensions": {
             "healthcheckv2": {"use_v2": True, "http": {"endpoint": f"0.0.0.0:{HEALTH_PORT}"}},
             "jaeger_query": {
+                # v2 traces its own query API by default, into the same bounded store: the
+                # `jaegerMaxTraces` budget is for the services' traces, not for UI clicks
+                "enable_tracing": False,
                 "storage": {"traces": "memstore"},
                 "http": {"endpoint": f"0.0.0.0:{QUERY_PORT}"},
+                "grpc": {"endpoint": f"0.0.0.0:{QUERY_GRPC_PORT}"},
             },
             "jaeger_storage": {"backends": {"memstore": {"memory": {"max_traces": settings.jaeger_max_traces}}}},
         },

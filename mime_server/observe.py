@@ -112,7 +112,9 @@ class ObservabilityMiddleware:
         # two generator-based context managers per request (tracing's cost is paid on every request).
         parent = PROPAGATOR.extract(headers)
         span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER,
-                                      attributes={"http.request.method": method, "url.path": scope["path"]},
+                                      # request.id: a request's trace is found by its id (Jaeger tag search)
+                                      attributes={"http.request.method": method, "url.path": scope["path"],
+                                                  "request.id": request_id},
                                       record_exception=False, set_status_on_exception=False)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         self.metrics.in_flight.inc()

@@ -56,3 +56,13 @@ def pinned(name: str) -> str:
     if not Path(path).is_file():
         raise ToolsUnavailable(f"{path} is missing: remove its folder and run `bash scripts/tools.sh` again")
     return path
+
+
+def require(name: str) -> str:
+    """`pinned(name)` in a test: a build that cannot be had fails the test with the reason, never skips it."""
+    try:
+        return pinned(name)
+    except ToolsUnavailable as exc:
+        import pytest
+
+        pytest.fail(f"the pinned {name} is not available: {exc}", pytrace=False)

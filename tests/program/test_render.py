@@ -92,6 +92,9 @@ def test_jaeger_listens_for_otlp_and_the_legacy_agent_on_every_interface():
     assert config["extensions"]["jaeger_storage"]["backends"]["memstore"]["memory"]["max_traces"] == \
         settings.jaeger_max_traces
     assert config["extensions"]["healthcheckv2"]["http"]["endpoint"] == "0.0.0.0:13133"
+    # every listener explicit, none left at an upstream default (tests/tracing rewrites each one)
+    assert config["extensions"]["jaeger_query"]["http"]["endpoint"] == "0.0.0.0:16686"
+    assert config["extensions"]["jaeger_query"]["grpc"]["endpoint"] == "0.0.0.0:16685"
 
 
 def test_render_refuses_an_unknown_stack(tmp_path):

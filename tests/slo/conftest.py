@@ -5,15 +5,7 @@ from __future__ import annotations
 import pytest
 
 from config.settings import ALERT_SECRET_KEYS, STACKS, StackSettings, from_values, load_stack, stack_file_values
-from tests.tools import ToolsUnavailable, pinned
-
-
-def require_binary(name: str) -> str:
-    """Path of a pinned tool (scripts/tools.sh); fail (never skip) with the reason when it cannot be built."""
-    try:
-        return pinned(name)
-    except ToolsUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
+from tests.tools import require
 
 
 def stack_settings(stack: str) -> StackSettings:
@@ -26,12 +18,12 @@ def stack_settings(stack: str) -> StackSettings:
 
 @pytest.fixture(scope="session")
 def promtool() -> str:
-    return require_binary("promtool")
+    return require("promtool")
 
 
 @pytest.fixture(scope="session")
 def amtool() -> str:
-    return require_binary("amtool")
+    return require("amtool")
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from config import slo
 from config.alertmanager import SECRET_FILES, render_alertmanager, secret_path
 from config.rules import RuleTimings, render_rule_files
 from config.settings import ALERT_SECRET_KEYS, PROJECT_DIR, StackSettings, from_values
-from tests.slo.conftest import require_binary
+from tests.tools import require
 from tests.slo.procs import Proc, free_port, wait_http
 from webhook_receiver import Notification, WebhookReceiver
 
@@ -112,7 +112,7 @@ class Pipeline:
         self.stop()
 
     def start(self) -> None:
-        prometheus, alertmanager = require_binary("prometheus"), require_binary("alertmanager")
+        prometheus, alertmanager = require("prometheus"), require("alertmanager")
         self.slack.start()
         self.pagerduty.start()
         self._write_configs()
