@@ -3,15 +3,20 @@
 import pulumi
 
 from components.secrets import from_config
-from components.stack import ObservabilityStack
-from config.settings import PROJECT, declared_config, from_values, secret_keys
+from components.stack import ObservabilityStack, StackArgs
+from config.settings import PROJECT, SettingsError, declared_config, from_values, secret_keys
 
 config = pulumi.Config(PROJECT)
 secrets, secrets_set = from_config(config)
 # Plain settings as the CLI gives them (Pulumi.yaml defaults under stack values); validated once,
-# before any resource is registered.
+# before any resource is registered. A bad setting stops the program with its own message
+# (RunError: no Python traceback), which names the key, the value and what is expected.
 plain = {key: config.get(key) for key in declared_config() if key not in secret_keys()}
-settings = from_values(pulumi.get_stack(), plain, secrets_set)
+try:
+    settings = from_values(pulumi.get_stack(), plain, secrets_set)
+except SettingsError as exc:
+    raise pulumi.RunError(str(exc)) from None
 
-stack = ObservabilityStack(settings.stack, settings, secrets)
-stack.export()
+stack = ObservabilityStack(settings.stack, StackArgs(settings, secrets))
+for key, value in stack.outputs.items():
+    pulumi.export(key, value)

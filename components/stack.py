@@ -1,115 +1,83 @@
-"""ObservabilityStack: composes the components in data-flow order and gathers the stack outputs."""
+"""ObservabilityStack: every service of the registry on one Docker host, in data-flow order."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import pulumi
+import pulumi_docker as docker
 
-from components.alerting import Alerting
 from components.images import ops_image, workload_image
-from components.logs import LogAggregation
-from components.monitoring import CoreMonitoring
 from components.network import StackNetwork
-from components.secrets import StackSecrets
-from components.tracing import Tracing
-from components.workload import Workload
+from components.service import DockerService, DockerServiceArgs, PortBinding
+from config import registry
 from config.settings import StackSettings
-
-# Health endpoint of each published service, relative to its host port.
-HEALTH_PATHS = {
-    "prometheus": "/-/healthy",
-    "grafana": "/api/health",
-    "alertmanager": "/-/healthy",
-    "loki": "/ready",
-    "alloy": "/-/ready",
-    "promtail": "/ready",
-    "jaeger": "/",
-    "mime-server": "/healthz",
-    "mockup-gateway": "/healthz",
-}
+from config.workload import ADMIN_KEY, API_KEY, GATEWAY, MIME_SERVER, STORAGE
+from config.grafana import ADMIN_PASSWORD, GRAFANA
 
 
-def service_url(settings: StackSettings, service: str) -> str:
-    """The URL a user on the Docker host opens for a published service."""
-    svc = settings.service(service)
-    host = svc.bind_address or settings.bind_address
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{svc.port}"
+@dataclass
+class StackArgs:
+    settings: StackSettings
+    secrets: Mapping[str, pulumi.Output[str]]  # secret settings that are set, by key
 
 
 class ObservabilityStack(pulumi.ComponentResource):
-    """Every container of one environment; dependencies follow the data flow.
+    """One environment: the network, the images built from this repository, then each enabled service
+    of the registry after the services it talks to (`after`), which are healthy first (`wait=True`)."""
 
-    Order (each arrow waits for the container before it to be healthy): alerting receivers ->
-    Alertmanager -> Prometheus; Jaeger -> mime-server -> gateway; Loki -> shipper;
-    Prometheus, Loki, Jaeger -> Grafana.
-    """
-
-    def __init__(self, name: str, settings: StackSettings, secrets: StackSecrets,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: StackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("observability:stack:ObservabilityStack", name, None, opts)
+        settings = args.settings
         child = pulumi.ResourceOptions(parent=self)
-        self.settings = settings
-        self.network = StackNetwork("network", settings, opts=child).network
-        self.workload_image = workload_image(parent=self)
-        needs_ops = settings.backup_enabled or (settings.alerting_enabled and not settings.alert_receivers_external)
-        self.ops_image = ops_image(parent=self) if needs_ops else None
+        self.network = StackNetwork("network", settings.stack, opts=child).network
+        order = registry.deploy_order(settings)
+        kinds = {s.image for s in order}
+        built: dict[str, docker.Image] = {}
+        if "workload" in kinds:
+            built["workload"] = workload_image(parent=self)
+        if "ops" in kinds:
+            built["ops"] = ops_image(parent=self)
 
-        self.alerting = Alerting("alerting", settings, self.network, secrets, self.ops_image, opts=child) \
-            if settings.alerting_enabled else None
-        self.tracing = Tracing("tracing", settings, self.network, opts=child) if settings.tracing_enabled else None
-        self.workload = Workload("workload", settings, self.network, secrets, self.workload_image, self.ops_image,
-                                 depends_on=[self.tracing.jaeger] if self.tracing else [], opts=child)
-        self.logs = LogAggregation("logs", settings, self.network, opts=child) if settings.logs_enabled else None
+        self.services: dict[str, DockerService] = {}
+        for spec in order:
+            container = spec.container(settings)
+            svc = settings.service(spec.name)
+            port = None
+            if spec.port is not None and svc.port is not None:
+                port = PortBinding(spec.port, svc.port, svc.bind_address or settings.bind_address)
+            owned_elsewhere = {v.name for v in container.volumes if v.read_only}
+            shared = {n: s.volumes[n] for s in self.services.values() for n in s.volumes if n in owned_elsewhere}
+            self.services[spec.name] = DockerService(spec.name, DockerServiceArgs(
+                stack=settings.stack,
+                container=container,
+                memory_mb=svc.memory_mb,
+                network=self.network.name,
+                built_image=built[spec.image].image_name if spec.image in built else None,
+                port=port,
+                shared_volumes=shared,
+                secrets={k: v for k, v in args.secrets.items()
+                         if any(k in f.secrets for f in container.secret_files)},
+            ), opts=pulumi.ResourceOptions(parent=self,
+                                           depends_on=[self.services[d] for d in spec.after if d in self.services]))
 
-        grafana_after: list[pulumi.Resource] = []
-        if self.logs:
-            grafana_after.append(self.logs.loki)
-        if self.tracing:
-            grafana_after.append(self.tracing.jaeger)
-        self.monitoring = CoreMonitoring(
-            "monitoring", settings, self.network,
-            prometheus_after=[self.alerting.alertmanager] if self.alerting else [],
-            grafana_after=grafana_after, opts=child)
-        self.register_outputs({})
+        self.outputs = self._outputs(settings)
+        self.register_outputs(self.outputs)
 
-    def containers(self) -> dict[str, pulumi.Output[str]]:
-        """Container name of every deployed service."""
-        found = {
-            "prometheus": self.monitoring.prometheus, "grafana": self.monitoring.grafana,
-            "mime-server": self.workload.mime_server, "mockup-gateway": self.workload.gateway,
+    def _outputs(self, settings: StackSettings) -> dict[str, pulumi.Input[object]]:
+        """The stack outputs: where each service answers, container names, generated credentials."""
+        outputs: dict[str, pulumi.Input[object]] = {
+            "urls": registry.urls(settings),
+            "health_endpoints": registry.health_endpoints(settings),
+            "containers": {name: s.container.name for name, s in sorted(self.services.items())},
+            "grafana_admin_user": settings.grafana_admin_user,
+            "grafana_admin_password": pulumi.Output.secret(
+                self.services[GRAFANA.name].credentials[ADMIN_PASSWORD.name].result),
+            "gateway_api_key": pulumi.Output.secret(self.services[GATEWAY.name].credentials[API_KEY.name].result),
+            "mime_storage_volume": self.services[MIME_SERVER.name].volumes[STORAGE.name].name,
         }
-        if self.workload.backup is not None:
-            found["backup"] = self.workload.backup
-        if self.alerting:
-            found["alertmanager"] = self.alerting.alertmanager
-            if self.alerting.receiver is not None:
-                found["webhook-receiver"] = self.alerting.receiver
-        if self.tracing:
-            found["jaeger"] = self.tracing.jaeger
-        if self.logs:
-            found["loki"] = self.logs.loki
-            found[self.settings.log_shipper] = self.logs.shipper
-        return {name: c.name for name, c in sorted(found.items())}
-
-    def urls(self) -> dict[str, str]:
-        """URL of every published UI and API on the Docker host."""
-        return {name: service_url(self.settings, name)
-                for name in self.settings.enabled_services if name in HEALTH_PATHS}
-
-    def health_endpoints(self) -> dict[str, str]:
-        """What `python -m automation health-check` probes (the runbook's 'validate all services')."""
-        return {name: url + HEALTH_PATHS[name] for name, url in self.urls().items()}
-
-    def export(self) -> None:
-        pulumi.export("urls", self.urls())
-        pulumi.export("health_endpoints", self.health_endpoints())
-        pulumi.export("containers", self.containers())
-        pulumi.export("grafana_admin_user", self.settings.grafana_admin_user)
-        pulumi.export("grafana_admin_password", pulumi.Output.secret(self.monitoring.admin_password.result))
-        pulumi.export("gateway_api_key", pulumi.Output.secret(self.workload.api_key.result))
-        if self.workload.admin_key is not None:
-            pulumi.export("fault_admin_key", pulumi.Output.secret(self.workload.admin_key.result))
-        pulumi.export("mime_storage_volume", self.workload.storage.name)
+        admin = self.services[MIME_SERVER.name].credentials.get(ADMIN_KEY.name)
+        if admin is not None:
+            outputs["fault_admin_key"] = pulumi.Output.secret(admin.result)
+        return outputs

@@ -17,14 +17,23 @@ from typing import Any
 
 from config import slo
 from config.rules import burn_alert_name, to_yaml
-from config.settings import StackSettings
+from config.services import (
+    Container, Endpoint, MetaAlert, SecretFile, Service, Volume, python_health, wget_health,
+)
+from config.settings import ALERT_SECRET_KEYS, StackSettings
 
+PORT = 9093
+RECEIVER_PORT = 9095
+CONFIG_ROOT = "/etc/alertmanager"
+CONFIG_PATH = f"{CONFIG_ROOT}/alertmanager.yml"
+DATA_DIR = "/alertmanager"
+UID = 65534  # nobody, the image's own user
 SECRET_FILES: dict[str, str] = {
-    "slackWebhookAlerts": "/etc/alertmanager/secrets/slack-alerts-url",
-    "slackWebhookOpsCritical": "/etc/alertmanager/secrets/slack-ops-critical-url",
-    "pagerdutyRoutingKey": "/etc/alertmanager/secrets/pagerduty-routing-key",
+    "slackWebhookAlerts": f"{CONFIG_ROOT}/secrets/slack-alerts-url",
+    "slackWebhookOpsCritical": f"{CONFIG_ROOT}/secrets/slack-ops-critical-url",
+    "pagerdutyRoutingKey": f"{CONFIG_ROOT}/secrets/pagerduty-routing-key",
 }
-LOCAL_RECEIVER_URL = "http://webhook-receiver:9095"
+assert set(SECRET_FILES) == set(ALERT_SECRET_KEYS)
 
 OPS_CRITICAL = "slack-ops-critical"
 PAGERDUTY = "pagerduty"
@@ -45,9 +54,10 @@ def secret_path(key: str, secrets_dir: str | Path | None = None) -> str:
 
 
 def receivers(settings: StackSettings, secrets_dir: str | Path | None = None,
-              local_url: str = LOCAL_RECEIVER_URL) -> list[dict[str, Any]]:
+              local_url: str | None = None) -> list[dict[str, Any]]:
     """The three receivers: Slack and PagerDuty when the secrets are set, else local webhooks."""
     timeout = settings.alert_notification_timeout
+    local_url = local_url or LOCAL_RECEIVER_URL
     if not settings.alert_receivers_external:
         return [{"name": name, "webhook_configs": [{"url": f"{local_url}/{name}", "send_resolved": True,
                                                      "timeout": timeout}]}
@@ -100,7 +110,7 @@ def inhibit_rules() -> list[dict[str, Any]]:
 
 def render_alertmanager(settings: StackSettings, *, secrets_dir: str | Path | None = None,
                         group_wait: str | None = None, group_interval: str | None = None,
-                        repeat_interval: str | None = None, local_url: str = LOCAL_RECEIVER_URL) -> str:
+                        repeat_interval: str | None = None, local_url: str | None = None) -> str:
     """alertmanager.yml for the stack. secrets_dir moves the secret files (tests); timings override settings."""
     doc = {
         "route": route(settings, group_wait, group_interval, repeat_interval),
@@ -109,3 +119,55 @@ def render_alertmanager(settings: StackSettings, *, secrets_dir: str | Path | No
     }
     head = f"# Rendered by config/alertmanager.py for stack {settings.stack}; secrets are read from files.\n"
     return head + to_yaml(doc)
+
+
+def command(settings: StackSettings) -> list[str]:
+    """Alertmanager's flags: one instance, clustering off."""
+    return [
+        f"--config.file={CONFIG_PATH}",
+        f"--storage.path={DATA_DIR}",
+        "--cluster.listen-address=",
+        f"--web.external-url=http://localhost:{settings.service(ALERTMANAGER.name).port}",
+    ]
+
+
+def _container(settings: StackSettings) -> Container:
+    secret_files = ()
+    if settings.alert_receivers_external:
+        secret_files = tuple(SecretFile(path, (key,)) for key, path in SECRET_FILES.items())
+    return Container(
+        image=str(settings.service(ALERTMANAGER.name).image),
+        command=tuple(command(settings)),
+        files={CONFIG_PATH: render_alertmanager(settings)},
+        secret_files=secret_files,
+        file_owner=UID,
+        volumes=(Volume("alertmanager-data", DATA_DIR),),
+        health=wget_health(PORT, "/-/healthy"),
+    )
+
+
+ALERTMANAGER = Service(
+    name="alertmanager", key="alertmanager", image="remote", container=_container,
+    enabled=lambda settings: settings.alerting_enabled, port=PORT,
+    health=Endpoint(PORT, "/-/healthy"), metrics=Endpoint(PORT, "/metrics"),
+    meta_alerts=lambda settings: (MetaAlert("AlertmanagerNotificationsFailing", "alertmanager_notifications_failed_total",
+                                            "notifications to receivers fail"),),
+    config_root=CONFIG_ROOT)
+
+
+def _receiver_container(settings: StackSettings) -> Container:
+    return Container(
+        image="",
+        command=("python", "-m", "webhook_receiver", "--host", "0.0.0.0", "--port", str(RECEIVER_PORT)),
+        read_only=True,
+        tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"},
+        health=python_health(RECEIVER_PORT, "/healthz"),
+    )
+
+
+# Dev's stand-in for Slack and PagerDuty. Alertmanager does not wait for it: failed notifications
+# are retried, and a receiver on the critical path would delay Prometheus and Grafana for nothing.
+WEBHOOK_RECEIVER = Service(
+    name="webhook-receiver", key="webhookReceiver", image="ops", container=_receiver_container,
+    enabled=lambda settings: settings.alerting_enabled and not settings.alert_receivers_external)
+LOCAL_RECEIVER_URL = WEBHOOK_RECEIVER.url(RECEIVER_PORT)

@@ -1,12 +1,14 @@
-"""Jaeger v2 configuration: OTLP and legacy agent receivers, bounded in-memory storage, health, metrics."""
+"""Jaeger v2: its configuration (OTLP and legacy agent receivers, bounded in-memory storage, health, metrics) and its service."""
 
 from __future__ import annotations
 
 import yaml
 
+from config.services import Container, Endpoint, MetaAlert, Service, wget_health
 from config.settings import StackSettings
 
-CONFIG_PATH = "/etc/jaeger/config.yaml"
+CONFIG_ROOT = "/etc/jaeger"
+CONFIG_PATH = f"{CONFIG_ROOT}/config.yaml"
 HEALTH_PORT = 13133
 METRICS_PORT = 8888
 OTLP_GRPC_PORT = 4317
@@ -20,7 +22,7 @@ def render_jaeger(settings: StackSettings) -> str:
     """config.yaml for the Jaeger v2 binary (an OpenTelemetry Collector distribution).
 
     Receivers listen on 0.0.0.0 so the services reach them over the stack network; the
-    legacy Jaeger agent receiver (UDP 6831, thrift compact) keeps old jaeger_client
+    legacy Jaeger agent receiver (UDP, thrift compact) keeps old jaeger_client
     programs working. Traces live in memory, bounded by `jaegerMaxTraces`.
     """
     doc = {
@@ -66,3 +68,28 @@ def render_jaeger(settings: StackSettings) -> str:
     }
     return "# Rendered by config/jaeger.py; edit the renderer or the stack settings, not this file.\n" + \
         yaml.safe_dump(doc, sort_keys=False)
+
+
+def _container(settings: StackSettings) -> Container:
+    return Container(
+        image=str(settings.service(JAEGER.name).image),
+        command=("--config", CONFIG_PATH),
+        files={CONFIG_PATH: render_jaeger(settings)},
+        health=wget_health(HEALTH_PORT, "/status"),
+    )
+
+
+def _meta_alerts(settings: StackSettings) -> tuple[MetaAlert, ...]:
+    # the names Jaeger 2.x (an OpenTelemetry collector) exposes to Prometheus 3, seen in tests/tracing
+    return (
+        MetaAlert("JaegerSpansRefused", "otelcol_receiver_refused_spans_total", "the span receivers refuse spans"),
+        MetaAlert("JaegerSpanExportFailing", "otelcol_exporter_send_failed_spans_total", "spans fail to reach storage"),
+    )
+
+
+JAEGER = Service(
+    name="jaeger", key="jaeger", image="remote", container=_container,
+    enabled=lambda settings: settings.tracing_enabled, port=QUERY_PORT,
+    health=Endpoint(QUERY_PORT, "/"), metrics=Endpoint(METRICS_PORT, "/metrics"),
+    meta_alerts=_meta_alerts, config_root=CONFIG_ROOT)
+OTLP_HTTP_ENDPOINT = JAEGER.url(OTLP_HTTP_PORT)  # what the services export to (OTEL_EXPORTER_OTLP_ENDPOINT)

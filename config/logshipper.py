@@ -21,13 +21,17 @@ from typing import Any, Literal
 import yaml
 
 from config.loki import PUSH_URL
+from config.services import Container, Endpoint, HostPath, MetaAlert, Service
 from config.settings import StackSettings
 
-DOCKER_HOST = "unix:///var/run/docker.sock"
-ALLOY_CONFIG_PATH = "/etc/alloy/config.alloy"
+DOCKER_SOCKET = "/var/run/docker.sock"
+DOCKER_HOST = f"unix://{DOCKER_SOCKET}"
+ALLOY_CONFIG_ROOT = "/etc/alloy"
+ALLOY_CONFIG_PATH = f"{ALLOY_CONFIG_ROOT}/config.alloy"
 ALLOY_PORT = 12345
-ALLOY_STORAGE_PATH = "/var/lib/alloy/data"
-PROMTAIL_CONFIG_PATH = "/etc/promtail/promtail.yaml"
+ALLOY_STORAGE_PATH = "/tmp/alloy"  # positions and WAL: only what is re-read after a restart is lost
+PROMTAIL_CONFIG_ROOT = "/etc/promtail"
+PROMTAIL_CONFIG_PATH = f"{PROMTAIL_CONFIG_ROOT}/promtail.yaml"
 PROMTAIL_PORT = 9080
 PROMTAIL_POSITIONS = "/tmp/promtail-positions.yaml"
 REFRESH_INTERVAL = "5s"
@@ -188,8 +192,45 @@ def render_promtail(settings: StackSettings) -> str:
             + yaml.safe_dump(promtail_config(settings), sort_keys=False))
 
 
-def render_shipper(settings: StackSettings) -> tuple[str, str]:
-    """(container path, text) of the shipper this stack selects."""
-    if settings.log_shipper == "alloy":
-        return ALLOY_CONFIG_PATH, render_alloy(settings)
-    return PROMTAIL_CONFIG_PATH, render_promtail(settings)
+# The shipper runs as root with every capability dropped: reading the root-owned Docker socket
+# needs uid 0, nothing more. Neither image ships a client for a healthcheck.
+_SOCKET = HostPath(DOCKER_SOCKET, DOCKER_SOCKET)
+
+
+def _alloy_container(settings: StackSettings) -> Container:
+    return Container(
+        image=str(settings.service(ALLOY.name).image),
+        command=("run", f"--server.http.listen-addr=0.0.0.0:{ALLOY_PORT}", f"--storage.path={ALLOY_STORAGE_PATH}",
+                 "--disable-reporting", ALLOY_CONFIG_PATH),
+        files={ALLOY_CONFIG_PATH: render_alloy(settings)},
+        host_paths=(_SOCKET,),
+        user="0:0",
+    )
+
+
+def _promtail_container(settings: StackSettings) -> Container:
+    return Container(
+        image=str(settings.service(PROMTAIL.name).image),
+        command=(f"-config.file={PROMTAIL_CONFIG_PATH}",),
+        files={PROMTAIL_CONFIG_PATH: render_promtail(settings)},
+        host_paths=(_SOCKET,),
+        user="0:0",
+    )
+
+
+def _dropping(service: str, metric: str) -> tuple[MetaAlert, ...]:
+    return (MetaAlert("LogShipperDroppingEntries", metric, f"{service} drops log entries"),)
+
+
+ALLOY = Service(
+    name="alloy", key="alloy", image="remote", container=_alloy_container,
+    enabled=lambda settings: settings.logs_enabled and settings.log_shipper == "alloy", port=ALLOY_PORT,
+    health=Endpoint(ALLOY_PORT, "/-/ready"), metrics=Endpoint(ALLOY_PORT, "/metrics"), after=("loki",),
+    meta_alerts=lambda settings: _dropping("alloy", "loki_write_dropped_entries_total"),
+    config_root=ALLOY_CONFIG_ROOT)
+PROMTAIL = Service(
+    name="promtail", key="promtail", image="remote", container=_promtail_container,
+    enabled=lambda settings: settings.logs_enabled and settings.log_shipper == "promtail", port=PROMTAIL_PORT,
+    health=Endpoint(PROMTAIL_PORT, "/ready"), metrics=Endpoint(PROMTAIL_PORT, "/metrics"), after=("loki",),
+    meta_alerts=lambda settings: _dropping("promtail", "promtail_dropped_entries_total"),
+    config_root=PROMTAIL_CONFIG_ROOT)

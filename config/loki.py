@@ -1,4 +1,4 @@
-"""loki.yaml: single-binary Loki 3.7 on one host, filesystem storage, retention by the compactor.
+"""Loki: loki.yaml (single-binary Loki 3.7 on one host, filesystem storage, retention by the compactor) and its service.
 
 The container mounts this file at /etc/loki/loki.yaml and a data volume at /loki. Every path
 Loki writes lies under /loki, so that one volume holds chunks, index, compactor state and
@@ -11,14 +11,15 @@ from typing import Any
 
 import yaml
 
+from config.services import Container, Endpoint, Health, MetaAlert, Service, Volume
 from config.settings import StackSettings
 
-CONFIG_PATH = "/etc/loki/loki.yaml"
+CONFIG_ROOT = "/etc/loki"
+CONFIG_PATH = f"{CONFIG_ROOT}/loki.yaml"
 DATA_DIR = "/loki"
 HTTP_PORT = 3100
 GRPC_PORT = 9096
 PUSH_PATH = "/loki/api/v1/push"
-PUSH_URL = f"http://loki:{HTTP_PORT}{PUSH_PATH}"
 SCHEMA_FROM = "2024-04-01"  # first day of the v13 period; must never change once logs exist
 
 # Limits sized for one Docker host with a few services (see README "Logs"): the two services
@@ -96,3 +97,24 @@ def render_loki(settings: StackSettings) -> str:
     """loki.yaml text for the stack."""
     return ("# Rendered by config/loki.py; edit the renderer or the stack settings, not this file.\n"
             + yaml.safe_dump(loki_config(settings), sort_keys=False))
+
+
+def _container(settings: StackSettings) -> Container:
+    return Container(
+        image=str(settings.service(LOKI.name).image),
+        command=(f"-config.file={CONFIG_PATH}",),
+        files={CONFIG_PATH: render_loki(settings)},
+        volumes=(Volume("loki-data", DATA_DIR),),
+        # The Loki image has no shell, wget or curl: the binary checks its own /ready.
+        health=Health(("CMD", "/usr/bin/loki", "-health"), start_period="30s"),
+    )
+
+
+LOKI = Service(
+    name="loki", key="loki", image="remote", container=_container,
+    enabled=lambda settings: settings.logs_enabled, port=HTTP_PORT,
+    health=Endpoint(HTTP_PORT, "/ready"), metrics=Endpoint(HTTP_PORT, "/metrics"),
+    meta_alerts=lambda settings: (MetaAlert("LokiDiscardingLines", "loki_discarded_samples_total",
+                                            "Loki discards log lines"),),
+    config_root=CONFIG_ROOT)
+PUSH_URL = LOKI.url(HTTP_PORT, PUSH_PATH)

@@ -1,4 +1,4 @@
-"""prometheus.yml: scrape every service of the stack, load the SLO rules, send to Alertmanager."""
+"""Prometheus: prometheus.yml (scrape every service of the stack, load the SLO rules, send to Alertmanager) and its service."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ from dataclasses import dataclass
 
 import yaml
 
+from config.rules import render_rule_files
+from config.services import Container, Endpoint, MetaAlert, Service, Volume, wget_health
 from config.settings import StackSettings
 
-RULES_DIR = "/etc/prometheus/rules"
-CONFIG_PATH = "/etc/prometheus/prometheus.yml"
+PORT = 9090
+CONFIG_ROOT = "/etc/prometheus"
+RULES_DIR = f"{CONFIG_ROOT}/rules"
+CONFIG_PATH = f"{CONFIG_ROOT}/prometheus.yml"
 DATA_DIR = "/prometheus"
 
 
@@ -23,23 +27,19 @@ class ScrapeTarget:
 
 
 def scrape_targets(settings: StackSettings) -> list[ScrapeTarget]:
-    """Every enabled service that exposes metrics, by its network alias."""
-    targets = [
-        ScrapeTarget("prometheus", "localhost:9090"),
-        ScrapeTarget("grafana", "grafana:3000"),
-        ScrapeTarget("mime-server", "mime-server:8080"),
-        ScrapeTarget("mockup-gateway", "mockup-gateway:8000"),
-    ]
-    if settings.alerting_enabled:
-        targets.append(ScrapeTarget("alertmanager", "alertmanager:9093"))
-    if settings.logs_enabled:
-        targets.append(ScrapeTarget("loki", "loki:3100"))
-        shipper_port = 12345 if settings.log_shipper == "alloy" else 9080
-        targets.append(ScrapeTarget(settings.log_shipper, f"{settings.log_shipper}:{shipper_port}"))
-    if settings.tracing_enabled:
-        # Jaeger v2 exposes its collector self-metrics (otelcol_*) on 8888.
-        targets.append(ScrapeTarget("jaeger", "jaeger:8888"))
-    return targets
+    """Every enabled service that exposes metrics, by its network alias (Prometheus itself on localhost)."""
+    from config.registry import enabled_services
+
+    return [ScrapeTarget(s.name, f"localhost:{s.metrics.port}" if s.name == PROMETHEUS.name
+                         else s.address(s.metrics.port), s.metrics.path)
+            for s in enabled_services(settings) if s.metrics is not None]
+
+
+def alertmanager_targets(settings: StackSettings) -> list[str]:
+    """Where Prometheus sends alerts: every Alertmanager of the stack."""
+    from config.alertmanager import ALERTMANAGER, PORT as ALERTMANAGER_PORT
+
+    return [ALERTMANAGER.address(ALERTMANAGER_PORT)] if ALERTMANAGER.enabled(settings) else []
 
 
 def command(settings: StackSettings, config_path: str = CONFIG_PATH, data_dir: str = DATA_DIR) -> list[str]:
@@ -49,12 +49,12 @@ def command(settings: StackSettings, config_path: str = CONFIG_PATH, data_dir: s
         f"--storage.tsdb.path={data_dir}",
         f"--storage.tsdb.retention.time={settings.prometheus_retention_days}d",
         "--enable-feature=exemplar-storage",
-        f"--web.external-url=http://localhost:{settings.service('prometheus').port}",
+        f"--web.external-url=http://localhost:{settings.service(PROMETHEUS.name).port}",
     ]
 
 
 def render_prometheus(settings: StackSettings, rule_files: list[str] | None = None,
-                      alertmanager: str | None = "alertmanager:9093") -> str:
+                      alertmanagers: list[str] | None = None) -> str:
     """prometheus.yml text; job names equal service names and every target carries `service` and `env`."""
     doc: dict = {
         "global": {
@@ -75,7 +75,35 @@ def render_prometheus(settings: StackSettings, rule_files: list[str] | None = No
             for t in scrape_targets(settings)
         ],
     }
-    if settings.alerting_enabled and alertmanager:
-        doc["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    targets = alertmanager_targets(settings) if alertmanagers is None else alertmanagers
+    if targets:
+        doc["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": targets}]}]}
     return "# Rendered by config/prometheus.py; edit the renderer or the stack settings, not this file.\n" + \
         yaml.safe_dump(doc, sort_keys=False)
+
+
+def _container(settings: StackSettings) -> Container:
+    files = {CONFIG_PATH: render_prometheus(settings)}
+    files |= {f"{RULES_DIR}/{name}": text for name, text in render_rule_files(settings).items()}
+    return Container(
+        image=str(settings.service(PROMETHEUS.name).image),
+        command=tuple(command(settings)),
+        files=files,
+        volumes=(Volume("prometheus-data", DATA_DIR),),
+        health=wget_health(PORT, "/-/healthy"),
+    )
+
+
+def _meta_alerts(settings: StackSettings) -> tuple[MetaAlert, ...]:
+    return (
+        MetaAlert("PrometheusRuleEvaluationFailures", "prometheus_rule_evaluation_failures_total",
+                  "rule evaluations fail"),
+        MetaAlert("PrometheusNotificationsDropped", "prometheus_notifications_dropped_total",
+                  "alert notifications to Alertmanager are dropped"),
+    )
+
+
+PROMETHEUS = Service(
+    name="prometheus", key="prometheus", image="remote", container=_container, port=PORT,
+    health=Endpoint(PORT, "/-/healthy"), metrics=Endpoint(PORT, "/metrics"), after=("alertmanager",),
+    meta_alerts=_meta_alerts, config_root=CONFIG_ROOT)

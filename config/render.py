@@ -14,13 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from config.alertmanager import render_alertmanager
-from config.grafana import render_grafana
-from config.jaeger import render_jaeger
-from config.logshipper import render_alloy, render_promtail
-from config.loki import render_loki
-from config.prometheus import render_prometheus
-from config.rules import render_rule_files
+from config.registry import enabled_services
 from config.settings import (
     ALERT_SECRET_KEYS, PROJECT_DIR, SettingsError, StackSettings, defaults, from_values, stack_file_values,
 )
@@ -36,20 +30,17 @@ def settings_for_render(stack: str, project_dir: Path = PROJECT_DIR) -> StackSet
 
 
 def render_stack(settings: StackSettings) -> dict[str, str]:
-    """Relative path (service folder first) -> file text, for every enabled service."""
-    files: dict[str, str] = {"prometheus/prometheus.yml": render_prometheus(settings)}
-    files |= {f"prometheus/rules/{name}": text for name, text in render_rule_files(settings).items()}
-    files |= {f"grafana/{rel}": text for rel, text in render_grafana(settings).items()}
-    if settings.alerting_enabled:
-        files["alertmanager/alertmanager.yml"] = render_alertmanager(settings)
-    if settings.tracing_enabled:
-        files["jaeger/config.yaml"] = render_jaeger(settings)
-    if settings.logs_enabled:
-        files["loki/loki.yaml"] = render_loki(settings)
-        if settings.log_shipper == "alloy":
-            files["alloy/config.alloy"] = render_alloy(settings)
-        else:
-            files["promtail/promtail.yaml"] = render_promtail(settings)
+    """Relative path (service folder first) -> file text: the files each enabled service's container gets
+    under its config root (e.g. /etc/prometheus/rules/x.yml -> prometheus/rules/x.yml)."""
+    files: dict[str, str] = {}
+    for service in enabled_services(settings):
+        if service.config_root is None:
+            continue
+        root = service.config_root.rstrip("/") + "/"
+        for path, text in service.container(settings).files.items():
+            if not path.startswith(root):
+                raise ValueError(f"{service.name}: {path} lies outside its config root {root}")
+            files[f"{service.name}/{path[len(root):]}"] = text
     return files
 
 

@@ -15,10 +15,9 @@ from typing import Any
 import yaml
 
 from config import slo
-from config.settings import StackSettings
+from config.settings import StackSettings, check_alert_for_order
 
 STACK_RATE_WINDOW = "5m"
-SLO_ROUTES = '/v1/.*'  # user-facing API only: scrapes, health checks and admin calls are not the SLI
 RUNBOOK = "README.md#alert-{anchor}"
 
 
@@ -44,12 +43,8 @@ class RuleTimings:
                    window_scale=window_scale)
 
     def __post_init__(self) -> None:
-        down = slo.duration_seconds(self.down_for)
-        for name in ("page_for", "ticket_for", "stack_for"):
-            value = getattr(self, name)
-            if slo.duration_seconds(value) < down:
-                raise ValueError(f"{name} = {value!r}: expected at least down_for ({self.down_for}), or the "
-                                 "alerts MimeServerDown inhibits would notify before it")
+        check_alert_for_order(self.down_for, {"page_for": self.page_for, "ticket_for": self.ticket_for,
+                                              "stack_for": self.stack_for})
         if not 0 < self.window_scale <= 1:
             raise ValueError(f"window_scale = {self.window_scale!r}: expected a factor in (0, 1]")
 
@@ -78,39 +73,21 @@ def render_rule_files(settings: StackSettings, timings: RuleTimings | None = Non
 # --- recording rules ---------------------------------------------------------------------------
 
 
-def _services(sli: slo.Sli) -> str:
-    return "|".join(sli.services)
+def _le(targets: slo.SloTargets) -> str:
+    return slo.check_bucket(targets.latency_seconds)
 
 
 def error_ratio_expr(settings: StackSettings, sli: slo.Sli, rng: str) -> str:
-    """PromQL of the SLI's bad-event ratio over `rng`, by service; no traffic gives no sample, not 1."""
-    svc = _services(sli)
-    if sli.name == "availability":
-        return f'1 - avg by (service) (avg_over_time(up{{service=~"{svc}"}}[{rng}]))'
-    sel = f'service=~"{svc}", route=~"{SLO_ROUTES}"'
-    if sli.name == "errors":
-        total = f"sum by (service) (rate(http_requests_total{{{sel}}}[{rng}]))"
-        bad = f'sum by (service) (rate(http_requests_total{{{sel}, code=~"5.."}}[{rng}]))'
-        # a service with traffic but no 5xx series yet has an error ratio of 0, not no data
-        return f"(\n  {bad}\n  or\n  0 * {total}\n)\n/\n({total} > 0)"
-    return f"1 - (\n{latency_good_expr(settings, rng, settings.slo.latency_seconds)}\n)"
-
-
-def latency_good_expr(settings: StackSettings, rng: str, threshold: float) -> str:
-    """PromQL of the share of /v1 requests faster than `threshold` over `rng`, by service."""
-    sli = slo.SLI_BY_NAME["latency"]
-    sel = f'service=~"{_services(sli)}", route=~"{SLO_ROUTES}"'
-    le = slo.check_bucket(threshold, slo.service_buckets())
-    fast = f'sum by (service) (rate(http_request_duration_seconds_bucket{{{sel}, le="{le}"}}[{rng}]))'
-    total = f"sum by (service) (rate(http_request_duration_seconds_count{{{sel}}}[{rng}]))"
-    return f"  {fast}\n  /\n  ({total} > 0)"
+    """PromQL of the SLI's bad-event ratio over `rng`, by service (the SLO's latency threshold)."""
+    return sli.error_ratio(rng, _le(settings.slo))
 
 
 def recording_groups(settings: StackSettings, t: RuleTimings) -> list[dict[str, Any]]:
-    """Per SLI: error ratio and burn rate over every window; then budget remaining and SLA compliance."""
+    """Per SLI: error ratio and burn rate over every window; then budget remaining, SLA compliance
+    and the metadata series (objective, period) dashboards read instead of repeating the settings."""
     groups: list[dict[str, Any]] = []
     for sli in slo.SLIS:
-        budget = slo.error_budget(settings.slo, sli.name)
+        budget = sli.error_budget(settings.slo)
         rules: list[dict[str, Any]] = []
         for w in slo.record_windows(settings):
             rules.append({"record": slo.error_ratio_record(w),
@@ -126,13 +103,21 @@ def recording_groups(settings: StackSettings, t: RuleTimings) -> list[dict[str, 
         {"record": slo.ERROR_BUDGET_REMAINING, "expr": f"1 - {slo.burn_rate_record(period)}"},
     ]
     for sli in slo.SLIS:
-        if sli.name == "latency" and settings.sla.latency_seconds != settings.slo.latency_seconds:
+        if sli.uses_threshold and _le(settings.sla) != _le(settings.slo):
             # the SLA counts requests against its own, looser threshold
-            expr = latency_good_expr(settings, t.window(period), settings.sla.latency_seconds).strip()
+            expr = (sli.good_ratio(t.window(period), _le(settings.sla)).strip() if sli.good is not None
+                    else f"1 - (\n{sli.error_ratio(t.window(period), _le(settings.sla))}\n)")
         else:
             expr = f'1 - {slo.error_ratio_record(period)}{{sli="{sli.name}"}}'
-        budget_rules.append({"record": slo.SLA_COMPLIANCE, "expr": expr, "labels": {"sli": sli.name}})
+        budget_rules.append({"record": slo.sla_compliance_record(settings), "expr": expr, "labels": {"sli": sli.name}})
     groups.append({"name": "slo-budget", "rules": budget_rules})
+    meta: list[dict[str, Any]] = []
+    for sli in slo.SLIS:
+        for service in sli.services:
+            meta.append({"record": slo.OBJECTIVE, "expr": f"vector({_num(sli.objective(settings.slo))})",
+                         "labels": {"service": service, "sli": sli.name}})
+    meta.append({"record": slo.TIME_PERIOD_DAYS, "expr": f"vector({settings.slo_window_days})"})
+    groups.append({"name": "slo-metadata", "rules": meta})
     return groups
 
 
@@ -180,9 +165,9 @@ def slo_alert_groups(settings: StackSettings, t: RuleTimings) -> list[dict[str, 
         "{{ $value | humanizePercentage }} of the budget remains; slow risky changes down.")]
     sla: list[dict[str, Any]] = []
     for sli in slo.SLIS:
-        target = slo.objective(settings.sla, sli.name)
+        target = sli.objective(settings.sla)
         sla.append(_alert(
-            "SLAViolation", f'{slo.SLA_COMPLIANCE}{{sli="{sli.name}"}} < {_num(target)}', t.page_for,
+            "SLAViolation", f'{slo.sla_compliance_record(settings)}{{sli="{sli.name}"}} < {_num(target)}', t.page_for,
             "critical",
             f"{{{{ $labels.service }}}}: {sli.name} SLA broken over {days} days",
             f"The {days}-day {sli.name} SLI is {{{{ $value | humanizePercentage }}}}, below the "
@@ -211,44 +196,6 @@ def service_alert_groups(t: RuleTimings) -> list[dict[str, Any]]:
     return [{"name": "service-alerts", "rules": [down, upstream]}]
 
 
-@dataclass(frozen=True)
-class _CounterAlert:
-    name: str
-    service: str
-    metric: str  # a metric name, or a regex over __name__ when names differ between versions
-    what: str
-
-
-def _counter_alerts(settings: StackSettings) -> list[_CounterAlert]:
-    alerts = [
-        _CounterAlert("PrometheusRuleEvaluationFailures", "prometheus",
-                      "prometheus_rule_evaluation_failures_total", "rule evaluations fail"),
-        _CounterAlert("PrometheusNotificationsDropped", "prometheus",
-                      "prometheus_notifications_dropped_total", "alert notifications to Alertmanager are dropped"),
-    ]
-    if settings.alerting_enabled:
-        alerts.append(_CounterAlert("AlertmanagerNotificationsFailing", "alertmanager",
-                                    "alertmanager_notifications_failed_total", "notifications to receivers fail"))
-    if settings.tracing_enabled:
-        # Jaeger v2 (an OTel collector) counters, named as Prometheus 3 stores them from the pinned
-        # Jaeger's :8888 (seen by tests/tracing/test_trace_path.py)
-        alerts += [
-            _CounterAlert("JaegerSpansRefused", "jaeger", "otelcol_receiver_refused_spans_total",
-                          "the span receivers refuse spans"),
-            _CounterAlert("JaegerSpanExportFailing", "jaeger", "otelcol_exporter_send_failed_spans_total",
-                          "spans fail to reach storage"),
-        ]
-    if settings.logs_enabled:
-        shipper_metric = {"alloy": "loki_write_dropped_entries_total",
-                          "promtail": "promtail_dropped_entries_total"}[settings.log_shipper]
-        alerts += [
-            _CounterAlert("LokiDiscardingLines", "loki", "loki_discarded_samples_total", "Loki discards log lines"),
-            _CounterAlert("LogShipperDroppingEntries", settings.log_shipper, shipper_metric,
-                          f"{settings.log_shipper} drops log entries"),
-        ]
-    return alerts
-
-
 def stack_alert_groups(settings: StackSettings, t: RuleTimings) -> list[dict[str, Any]]:
     """Alerts on the observability stack itself: scrape targets down and failing components."""
     rules = [_alert(
@@ -256,14 +203,15 @@ def stack_alert_groups(settings: StackSettings, t: RuleTimings) -> list[dict[str
         "{{ $labels.service }} scrape target {{ $labels.instance }} is down",
         "Prometheus has not scraped {{ $labels.job }} at {{ $labels.instance }} for " + t.stack_for + ".")]
     rng = t.window(STACK_RATE_WINDOW)
-    for a in _counter_alerts(settings):
-        sel = (f'{{__name__=~"{a.metric}", job="{a.service}"}}' if "(" in a.metric
-               else f'{a.metric}{{job="{a.service}"}}')
-        rules.append(_alert(
-            a.name, f"sum by (service) (rate({sel}[{rng}])) > 0", t.stack_for, "warning",
-            f"{a.service}: {a.what}",
-            f"{a.what[0].upper() + a.what[1:]} ({{{{ $value | humanize }}}} per second over {STACK_RATE_WINDOW}).",
-            {"service": a.service}))
+    from config.registry import enabled_services  # the registry's modules import this one
+
+    for service in enabled_services(settings):
+        for a in service.meta_alerts(settings):
+            rules.append(_alert(
+                a.name, f"sum by (service) (rate({a.metric}{{job=\"{service.name}\"}}[{rng}])) > 0", t.stack_for,
+                "warning", f"{service.name}: {a.what}",
+                f"{a.what[0].upper() + a.what[1:]} ({{{{ $value | humanize }}}} per second over {STACK_RATE_WINDOW}).",
+                {"service": service.name}))
     return [{"name": "stack-alerts", "rules": rules}]
 
 

@@ -21,6 +21,8 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from mime_server.buckets import LATENCY_BUCKETS
+
 PROJECT = "observability"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STACKS = ("dev", "staging", "prod")
@@ -31,43 +33,17 @@ class SettingsError(Exception):
 
 
 # --- the services ------------------------------------------------------------------------
+# Each service is defined once in the registry (config/registry.py); its per-stack settings are
+# <key>MemoryMb, <key>Image (remote images only), <key>Port and <key>BindAddress (published
+# services only). The registry is imported when first needed: its modules import this one.
 
 
-@dataclass(frozen=True)
-class ServiceSpec:
-    """What never varies between stacks for one service: its config-key prefix and role."""
+def _registry() -> Any:
+    from config import registry
 
-    name: str  # container/network alias/Loki label, e.g. "mime-server"
-    key: str  # Pulumi config key prefix, e.g. "mimeServer"
-    remote_image: bool  # pulled by tag (True) or built from this repository (False)
-    published: bool  # has a host port
-    container_port: int | None = None
+    return registry
 
 
-SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("prometheus", "prometheus", True, True, 9090),
-    ServiceSpec("grafana", "grafana", True, True, 3000),
-    ServiceSpec("alertmanager", "alertmanager", True, True, 9093),
-    ServiceSpec("loki", "loki", True, True, 3100),
-    ServiceSpec("alloy", "alloy", True, True, 12345),
-    ServiceSpec("promtail", "promtail", True, True, 9080),
-    ServiceSpec("jaeger", "jaeger", True, True, 16686),
-    ServiceSpec("mime-server", "mimeServer", False, True, 8080),
-    ServiceSpec("mockup-gateway", "gateway", False, True, 8000),
-    ServiceSpec("backup", "backup", False, False),
-    ServiceSpec("webhook-receiver", "webhookReceiver", False, False),
-)
-SERVICE_BY_NAME = {s.name: s for s in SERVICES}
-
-# Per-service key suffixes: <key>Image (remote images only), <key>MemoryMb, <key>Port and
-# <key>BindAddress (published services only).
-_SECRET_KEYS = (
-    "slackWebhookAlerts",
-    "slackWebhookOpsCritical",
-    "pagerdutyRoutingKey",
-    "backupS3AccessKeyId",
-    "backupS3SecretAccessKey",
-)
 ALERT_SECRET_KEYS = ("slackWebhookAlerts", "slackWebhookOpsCritical", "pagerdutyRoutingKey")
 
 
@@ -81,7 +57,6 @@ class ServiceSettings(BaseModel):
     memory_mb: int = Field(gt=0)
     port: int | None = Field(default=None, ge=1, le=65535)
     bind_address: str | None = None
-    container_port: int | None = None
 
 
 class SloTargets(BaseModel):
@@ -180,19 +155,8 @@ class StackSettings(BaseModel):
 
     @property
     def enabled_services(self) -> tuple[str, ...]:
-        """The services this stack deploys, in declaration order."""
-        names = ["prometheus", "grafana", "mime-server", "mockup-gateway"]
-        if self.alerting_enabled:
-            names.append("alertmanager")
-            if not self.alert_receivers_external:
-                names.append("webhook-receiver")
-        if self.logs_enabled:
-            names += ["loki", self.log_shipper]
-        if self.tracing_enabled:
-            names.append("jaeger")
-        if self.backup_enabled:
-            names.append("backup")
-        return tuple(n for n in SERVICE_BY_NAME if n in names)
+        """Names of the services this stack deploys, in registry order."""
+        return tuple(s.name for s in _registry().enabled_services(self))
 
     @property
     def alert_receivers_external(self) -> bool:
@@ -231,11 +195,17 @@ class StackSettings(BaseModel):
         if self.slo_latency_percentile < self.sla_latency_percentile:
             raise _err("sloLatencyPercentile", self.slo_latency_percentile,
                        f"at least slaLatencyPercentile ({self.sla_latency_percentile})")
-        for key, value in (("sloPageFor", self.slo_page_for), ("sloTicketFor", self.slo_ticket_for),
-                           ("stackAlertFor", self.stack_alert_for)):
-            if _seconds(value) < _seconds(self.alert_down_for):
-                raise _err(key, value, f"at least alertDownFor ({self.alert_down_for}): MimeServerDown must fire "
-                                       "first, or the alerts it silences notify before it")
+        for key, value in (("slaLatencySeconds", self.sla_latency_seconds),
+                           ("sloLatencySeconds", self.slo_latency_seconds)):
+            if float(value) not in LATENCY_BUCKETS:
+                raise _err(key, value, "a latency bucket bound the services expose, one of "
+                           + ", ".join(repr(float(b)) for b in LATENCY_BUCKETS))
+        try:
+            check_alert_for_order(self.alert_down_for, {"sloPageFor": self.slo_page_for,
+                                                        "sloTicketFor": self.slo_ticket_for,
+                                                        "stackAlertFor": self.stack_alert_for})
+        except ValueError as exc:
+            raise SettingsError(f"{PROJECT}:{exc}") from None
         if _seconds(self.alert_notification_timeout) >= _seconds(self.alert_group_interval):
             raise _err("alertNotificationTimeout", self.alert_notification_timeout,
                        f"less than alertGroupInterval ({self.alert_group_interval}): Alertmanager gives up "
@@ -245,10 +215,10 @@ class StackSettings(BaseModel):
             raise _err("backupS3Bucket", self.backup_s3_bucket, "a valid S3 bucket name, or empty for no upload")
 
         enabled = set(self.enabled_services)
-        used: dict[tuple[int], str] = {}
+        used: dict[int, str] = {}
         for svc in self.services.values():
-            spec = SERVICE_BY_NAME[svc.name]
-            if spec.remote_image:
+            spec = _registry().service(svc.name)
+            if spec.image == "remote":
                 _check_image(f"{spec.key}Image", svc.image or "")
             if svc.name not in enabled or svc.port is None:
                 continue
@@ -271,6 +241,17 @@ class StackSettings(BaseModel):
                     f"stack {self.stack!r} requires the alert secrets {', '.join(missing)} "
                     f"(alertSecretsRequired is true) but they are not set. Run: {cmds}")
         return self
+
+
+def check_alert_for_order(down_for: str, others: Mapping[str, str]) -> None:
+    """Every other alert `for` is at least MimeServerDown's: it must fire first, and inhibit them.
+
+    Raises ValueError naming the first offending key (used by the settings and the rule timings).
+    """
+    for key, value in others.items():
+        if _seconds(value) < _seconds(down_for):
+            raise ValueError(f"{key} = {value!r}: expected at least alertDownFor ({down_for}): MimeServerDown "
+                             "must fire first, or the alerts it silences notify before it")
 
 
 def _err(key: str, value: object, expected: str) -> SettingsError:
@@ -331,20 +312,27 @@ def declared_config(project_dir: Path = PROJECT_DIR) -> dict[str, dict[str, Any]
     return dict(project_file(project_dir).get("config") or {})
 
 
+def service_keys() -> set[str]:
+    """The per-service Pulumi keys the registry's services need."""
+    keys: set[str] = set()
+    for spec in _registry().SERVICES:
+        keys.add(f"{spec.key}MemoryMb")
+        if spec.image == "remote":
+            keys.add(f"{spec.key}Image")
+        if spec.port is not None:
+            keys |= {f"{spec.key}Port", f"{spec.key}BindAddress"}
+    return keys
+
+
 def model_keys() -> set[str]:
     """Every Pulumi key the settings model reads (flat fields, per-service keys, secrets)."""
     keys = {f.alias for name, f in StackSettings.model_fields.items() if f.alias}
-    for spec in SERVICES:
-        keys.add(f"{spec.key}MemoryMb")
-        if spec.remote_image:
-            keys.add(f"{spec.key}Image")
-        if spec.published:
-            keys |= {f"{spec.key}Port", f"{spec.key}BindAddress"}
-    return keys | set(_SECRET_KEYS)
+    return keys | service_keys() | set(secret_keys())
 
 
-def secret_keys() -> tuple[str, ...]:
-    return _SECRET_KEYS
+def secret_keys(project_dir: Path = PROJECT_DIR) -> tuple[str, ...]:
+    """The secret settings: the keys Pulumi.yaml declares with `secret: true`."""
+    return tuple(k for k, v in declared_config(project_dir).items() if v.get("secret"))
 
 
 def defaults(project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
@@ -380,22 +368,23 @@ def from_values(stack: str, values: Mapping[str, Any], secrets_set: set[str] | f
         raise SettingsError(f"{PROJECT}:{unknown[0]} is not a setting of this project: expected one of the keys "
                             f"declared in Pulumi.yaml (see README, 'Settings')")
     merged = {**defaults(project_dir), **{k: v for k, v in values.items() if v is not None}}
+    secret = secret_keys(project_dir)
     for k in secrets_set:
-        if k not in _SECRET_KEYS:
+        if k not in secret:
             raise SettingsError(f"{PROJECT}:{k} is set as a secret but is not a secret setting: "
                                 f"expected plain `pulumi config set {k} <value>`")
     services: dict[str, dict[str, Any]] = {}
-    for spec in SERVICES:
-        bind = merged.pop(f"{spec.key}BindAddress", None) if spec.published else None
+    for spec in _registry().SERVICES:
+        published = spec.port is not None
+        bind = merged.pop(f"{spec.key}BindAddress", None) if published else None
         services[spec.name] = {
             "name": spec.name,
             "image": merged.pop(f"{spec.key}Image", None),
             "memory_mb": merged.pop(f"{spec.key}MemoryMb", None),
-            "port": merged.pop(f"{spec.key}Port", None) if spec.published else None,
+            "port": merged.pop(f"{spec.key}Port", None) if published else None,
             "bind_address": bind or None,
-            "container_port": spec.container_port,
         }
-    for k in _SECRET_KEYS:
+    for k in secret:
         merged.pop(k, None)
     try:
         return StackSettings(stack=stack, secrets_set=frozenset(secrets_set), services=services, **merged)
@@ -408,7 +397,7 @@ def _from_validation_error(exc: ValidationError, flat: Mapping[str, Any],
     first = exc.errors()[0]
     loc = first["loc"]
     if loc and loc[0] == "services" and len(loc) >= 3:
-        spec = SERVICE_BY_NAME[str(loc[1])]
+        spec = _registry().service(str(loc[1]))
         suffix = {"memory_mb": "MemoryMb", "port": "Port", "image": "Image"}.get(str(loc[2]), str(loc[2]))
         key = f"{spec.key}{suffix}"
     else:

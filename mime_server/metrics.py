@@ -16,7 +16,7 @@ from prometheus_client.openmetrics import exposition as openmetrics_exposition
 from starlette.requests import Request
 from starlette.responses import Response
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+from mime_server.buckets import LATENCY_BUCKETS
 
 
 class HttpMetrics:

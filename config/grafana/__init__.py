@@ -17,14 +17,20 @@ from grafana_foundation_sdk.builders import dashboard
 from config.grafana import logs_dashboard, service_overview, slo_dashboard, stack_health
 from config.grafana.datasources import JAEGER_UID, LOKI_UID, PROMETHEUS_UID, render_datasources
 from config.grafana.panels import to_json
+from config.services import Container, Credential, Endpoint, SecretFile, Service, Volume, wget_health
 from config.settings import StackSettings
 
-__all__ = ["JAEGER_UID", "LOKI_UID", "PROMETHEUS_UID", "PROVISIONING_DIR", "DASHBOARDS_DIR",
+__all__ = ["GRAFANA", "JAEGER_UID", "LOKI_UID", "PROMETHEUS_UID", "PROVISIONING_DIR", "DASHBOARDS_DIR",
            "dashboards", "grafana_env", "render_grafana"]
 
-PROVISIONING_DIR = "/etc/grafana/provisioning"
-DASHBOARDS_DIR = "/etc/grafana/dashboards"
+PORT = 3000
+UID = 472  # the Grafana image's own user
+CONFIG_ROOT = "/etc/grafana"
+PROVISIONING_DIR = f"{CONFIG_ROOT}/provisioning"
+DASHBOARDS_DIR = f"{CONFIG_ROOT}/dashboards"
 DATA_DIR = "/var/lib/grafana"
+ADMIN_PASSWORD = Credential("grafana-admin-password", 24)
+ADMIN_PASSWORD_FILE = f"/run/secrets/{ADMIN_PASSWORD.name}"
 FOLDER = "Observability"
 HOME_DASHBOARD = service_overview.UID
 
@@ -62,8 +68,7 @@ def render_grafana(settings: StackSettings) -> dict[str, str]:
 
 
 def grafana_env(settings: StackSettings) -> dict[str, str]:
-    """Non-secret GF_* settings. The admin password is added by the component as
-    GF_SECURITY_ADMIN_PASSWORD__FILE (a secret file), never here."""
+    """GF_* settings; the admin password is only a file name here (GF_SECURITY_ADMIN_PASSWORD__FILE)."""
     return {
         "GF_PATHS_PROVISIONING": PROVISIONING_DIR,
         "GF_PATHS_DATA": DATA_DIR,
@@ -82,4 +87,24 @@ def grafana_env(settings: StackSettings) -> dict[str, str]:
         "GF_LOG_MODE": "console",
         "GF_LOG_CONSOLE_FORMAT": "json",
         "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH": f"{DASHBOARDS_DIR}/{HOME_DASHBOARD}.json",
+        "GF_SECURITY_ADMIN_PASSWORD__FILE": ADMIN_PASSWORD_FILE,
     }
+
+
+def _container(settings: StackSettings) -> Container:
+    return Container(
+        image=str(settings.service(GRAFANA.name).image),
+        env=grafana_env(settings),
+        files={f"{CONFIG_ROOT}/{rel}": text for rel, text in render_grafana(settings).items()},
+        secret_files=(SecretFile(ADMIN_PASSWORD_FILE, (ADMIN_PASSWORD.name,)),),
+        credentials=(ADMIN_PASSWORD,),
+        file_owner=UID,
+        volumes=(Volume("grafana-data", DATA_DIR),),
+        health=wget_health(PORT, "/api/health"),
+    )
+
+
+GRAFANA = Service(
+    name="grafana", key="grafana", image="remote", container=_container, port=PORT,
+    health=Endpoint(PORT, "/api/health"), metrics=Endpoint(PORT, "/metrics"),
+    after=("prometheus", "loki", "jaeger"), config_root=CONFIG_ROOT)

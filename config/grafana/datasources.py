@@ -12,16 +12,18 @@ from typing import Any
 
 import yaml
 
-from config.loki import HTTP_PORT as LOKI_PORT
+from config.jaeger import JAEGER, QUERY_PORT
+from config.loki import HTTP_PORT as LOKI_PORT, LOKI
+from config.prometheus import PORT as PROMETHEUS_PORT, PROMETHEUS
 from config.settings import StackSettings
 
 PROMETHEUS_UID = "prometheus"
 LOKI_UID = "loki"
 JAEGER_UID = "jaeger"
 
-PROMETHEUS_URL = "http://prometheus:9090"
-LOKI_URL = f"http://loki:{LOKI_PORT}"
-JAEGER_URL = "http://jaeger:16686"
+PROMETHEUS_URL = PROMETHEUS.url(PROMETHEUS_PORT)
+LOKI_URL = LOKI.url(LOKI_PORT)
+JAEGER_URL = JAEGER.url(QUERY_PORT)
 
 TRACE_ID_FIELD = "trace_id"  # exemplar label and JSON log field written by both services
 # Matches the compact JSON the services write: "trace_id":"<32 hex digits>".

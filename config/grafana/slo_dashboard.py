@@ -12,8 +12,9 @@ from config.grafana.panels import (FULL_WIDTH, HALF, QUARTER, PanelBuilder, Quer
                                    table_panel, timeseries_panel)
 from config.grafana.service_overview import SERVICES
 from config.settings import StackSettings
-from config.slo import (BURN_WINDOWS, ERROR_BUDGET_REMAINING, SLA_COMPLIANCE, SLIS, BurnWindow, Sli,
-                        burn_rate_record, error_ratio_record, objective, period_window, window_factor)
+from config.slo import (BURN_WINDOWS, ERROR_BUDGET_REMAINING, SLIS, BurnWindow, Sli,
+                        burn_rate_record, error_ratio_record, objective, period_window, sla_compliance_record,
+                        window_factor)
 
 UID = "slo-error-budget"
 BUDGET_PANEL_TITLE = "Error Budget Remaining"  # the runbook's name for it
@@ -75,7 +76,7 @@ def build(settings: StackSettings) -> dashboard.Dashboard:
             "percentunit", span=HALF, steps=[Step(consumed, "orange"), Step(1.0, "red")]))
         .with_panel(table_panel(
             f"SLA compliance ({period_window(settings)})",
-            [Query(f"{SLA_COMPLIANCE}{{{SEL}}}")],
+            [Query(f"{sla_compliance_record(settings)}{{{SEL}}}")],
             description="The SLA measure per service and SLI (latency counted against the SLA threshold).",
             span=HALF))
         .with_panel(timeseries_panel(

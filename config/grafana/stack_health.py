@@ -15,7 +15,7 @@ from config.settings import StackSettings
 UID = "stack-health"
 RATE = "[$__rate_interval]"
 
-# Jaeger v2 (OpenTelemetry collector) self-metrics, scraped from jaeger:8888.
+# Jaeger v2 (OpenTelemetry collector) self-metrics, scraped from its metrics endpoint.
 JAEGER_ACCEPTED = "otelcol_receiver_accepted_spans_total"
 JAEGER_REFUSED = "otelcol_receiver_refused_spans_total"
 JAEGER_EXPORTED = "otelcol_exporter_sent_spans_total"

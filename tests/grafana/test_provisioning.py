@@ -159,5 +159,7 @@ def test_grafana_env_is_locked_down_and_holds_no_secret(settings: StackSettings)
     assert env["GF_ANALYTICS_REPORTING_ENABLED"] == "false"
     assert env["GF_PATHS_PROVISIONING"] == "/etc/grafana/provisioning"
     assert env["GF_SECURITY_ADMIN_USER"] == settings.grafana_admin_user
-    assert not [k for k in env if "PASSWORD" in k or "SECRET" in k]
+    # the admin password travels as a secret file; the environment only names the file
+    assert {k: v for k, v in env.items() if "PASSWORD" in k or "SECRET" in k} == {
+        "GF_SECURITY_ADMIN_PASSWORD__FILE": "/run/secrets/grafana-admin-password"}
     assert env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == f"{DASHBOARDS_DIR}/{service_overview.UID}.json"

@@ -35,6 +35,7 @@ class Registration:
     parent: str | None = None
     dependencies: list[str] = field(default_factory=list)
     protect: bool = False
+    aliases: list[str] = field(default_factory=list)  # alias URNs (the program gives whole URNs)
     inputs: dict[str, Any] = field(default_factory=dict)  # deserialized (secrets unwrapped)
     raw: dict[str, Any] = field(default_factory=dict)  # serialized (secrets wrapped with SECRET_SIG)
 
@@ -104,6 +105,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 parent=request.parent or None,
                 dependencies=list(request.dependencies),
                 protect=bool(request.protect),
+                aliases=[a.urn for a in request.aliases if a.urn] + list(request.aliasURNs),
                 inputs=unwrap_secrets(self.resources[response.urn].state) if response.urn in self.resources else {},
                 raw=raw,
             ))
@@ -162,6 +164,20 @@ last_monitor: RecordingMonitor | None = None  # the monitor of the latest run, a
 
 
 CONTAINER = "docker:index/container:Container"
+
+
+def engine_urn(run: ProgramRun, reg: Registration) -> str:
+    """The URN the Pulumi engine gives `reg`: every ancestor's type below the root stack, in order.
+
+    (The mock monitor's own URNs carry the parent's type only.)
+    """
+    by_urn = run.by_urn()
+    chain = [reg.type]
+    parent = reg.parent
+    while parent and parent in by_urn:
+        chain.append(by_urn[parent].type)
+        parent = by_urn[parent].parent
+    return f"urn:pulumi:{run.stack}::{PROJECT}::{'$'.join(reversed(chain))}::{reg.name}"
 
 
 def container_graph(run: ProgramRun) -> dict[str, set[str]]:

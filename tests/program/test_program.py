@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+from pathlib import Path
 
 import pytest
 
 from config.settings import STACKS
 from tests.program import harness
+from tests.slo.conftest import stack_settings as settings_of
 from tests.program.harness import CONTAINER, SECRET_SIG, container_graph, critical_path, run_stack, topological_order
 
 VOLUME = "docker:index/volume:Volume"
@@ -35,12 +37,42 @@ def test_resource_set(stack):
     built = {i.name for i in r.by_type("docker:index/image:Image")}
     assert built == {"mime-server-image", "ops-image"}
     components = {c.type for c in r.resources if c.type.startswith("observability:")}
-    assert components == {
-        "observability:stack:ObservabilityStack", "observability:network:StackNetwork",
-        "observability:monitoring:CoreMonitoring", "observability:tracing:Tracing",
-        "observability:logs:LogAggregation", "observability:alerting:Alerting",
-        "observability:workload:Workload",
-    }
+    assert components == {"observability:stack:ObservabilityStack", "observability:network:StackNetwork",
+                          "observability:docker:Service"}
+    services = {c.name for c in r.by_type("observability:docker:Service")}
+    assert services == containers == set(settings_of(stack).enabled_services)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_service_component_holds_its_own_children_named_after_it(stack):
+    r = run(stack)
+    by_urn = r.by_urn()
+    for res in r.resources:
+        parent = by_urn.get(res.parent or "")
+        if parent is None or parent.type != "observability:docker:Service":
+            continue
+        assert res.name == parent.name or res.name.startswith(parent.name + "-") or \
+            res.type in (VOLUME, "random:index/randomPassword:RandomPassword"), (parent.name, res.type, res.name)
+    for name, c in r.containers.items():
+        assert by_urn[c.parent].name == name
+
+
+LEGACY = json.loads((Path(__file__).parent / "legacy_urns.json").read_text())
+LEGACY_CASES = {"dev": ("dev", None), "staging": ("staging", None), "prod": ("prod", None),
+                "dev-promtail": ("dev", {"logShipper": "promtail"}), "prod-s3": ("prod", {"backupS3Bucket": "my-backups"})}
+
+
+@pytest.mark.parametrize("case", sorted(LEGACY_CASES))
+def test_every_resource_of_the_previous_release_keeps_its_identity(case):
+    """An upgrade moves nothing: every resource deployed before the registry has its old URN, or an alias
+    to it (components aside: they hold no state). Without it `pulumi up` would recreate every container,
+    regenerate the API keys and stop at the protected volumes."""
+    stack, overrides = LEGACY_CASES[case]
+    r = harness.run_stack(stack, overrides)
+    known = {harness.engine_urn(r, res) for res in r.resources} | {a for res in r.resources for a in res.aliases}
+    stateful = [u for u in LEGACY[case] if not u.rsplit("::", 2)[-2].rsplit("$", 1)[-1].startswith("observability:")]
+    assert len(stateful) >= 25
+    assert [u for u in stateful if u not in known] == []
 
 
 @pytest.mark.parametrize("stack", STACKS)

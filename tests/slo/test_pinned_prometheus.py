@@ -26,6 +26,7 @@ from config.prometheus import command, render_prometheus
 from config.rules import render_rule_files
 from config.settings import PROJECT_DIR, StackSettings, load_stack
 from tests.slo.procs import Proc, free_port, wait_http
+from mime_server.buckets import LATENCY_BUCKETS
 from tests.tools import pinned
 
 pytestmark = pytest.mark.e2e
@@ -145,9 +146,7 @@ def test_stored_le_values_are_the_ones_the_rules_select(live: Live, service: str
     """Prometheus 3 normalises `le` on ingestion: the stored values must be the renderer's spelling."""
     stored = {r["metric"]["le"] for r in live.query(
         f'count by (le) (http_request_duration_seconds_bucket{{service="{service}"}})')}
-    buckets = slo.service_buckets()
-    assert buckets is not None
-    assert stored == {slo.le_label(b) for b in buckets} | {"+Inf"}
+    assert stored == {slo.le_label(b) for b in LATENCY_BUCKETS} | {"+Inf"}
     assert {slo.le_label(live.settings.slo.latency_seconds), slo.le_label(live.settings.sla.latency_seconds)} <= stored
 
 
@@ -155,8 +154,10 @@ def test_every_recording_rule_has_data_for_both_services(live: Live) -> None:
     """A selector on a name or label value Prometheus 3 stores differently would record nothing."""
     records = {rule["record"] for text in render_rule_files(live.settings).values()
                for group in yaml.safe_load(text)["groups"] for rule in group["rules"] if "record" in rule}
+    period = live.query(slo.TIME_PERIOD_DAYS)  # stack-wide metadata, no service
+    assert [float(r["value"][1]) for r in period] == [live.settings.slo_window_days]
     missing = []
-    for record in sorted(records):
+    for record in sorted(records - {slo.TIME_PERIOD_DAYS}):
         for sli in slo.SLIS:
             got = {r["metric"].get("service") for r in live.query(f'{record}{{sli="{sli.name}"}}')}
             if got != set(sli.services):
@@ -167,7 +168,7 @@ def test_every_recording_rule_has_data_for_both_services(live: Live) -> None:
 def test_slow_requests_spend_the_slo_latency_budget_but_not_the_sla(live: Live) -> None:
     slo_bad = live.query(f'{slo.error_ratio_record("5m")}{{sli="latency", service="{slo.MIME_SERVER}"}}')
     assert slo_bad and float(slo_bad[0]["value"][1]) > 0
-    sla = live.query(f'{slo.SLA_COMPLIANCE}{{sli="latency", service="{slo.MIME_SERVER}"}}')
+    sla = live.query(f'{slo.sla_compliance_record(live.settings)}{{sli="latency", service="{slo.MIME_SERVER}"}}')
     assert sla and float(sla[0]["value"][1]) == 1.0
 
 

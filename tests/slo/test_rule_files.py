@@ -19,7 +19,8 @@ import yaml
 
 from config import slo
 from config.rules import RuleTimings, render_rule_files
-from config.settings import PROJECT_DIR, StackSettings, from_values, load_stack
+from config.settings import PROJECT_DIR, SettingsError, StackSettings, from_values, load_stack
+from mime_server.buckets import LATENCY_BUCKETS
 
 GOLDEN = Path(__file__).parent / "golden" / "dev"
 
@@ -67,7 +68,7 @@ def test_recording_rules_cover_every_sli_window_and_carry_service_and_sli(dev: S
         for window in ("5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d"):
             assert (slo.error_ratio_record(window), sli.name) in recorded
             assert (slo.burn_rate_record(window), sli.name) in recorded
-        assert (slo.SLA_COMPLIANCE, sli.name) in recorded
+        assert (slo.sla_compliance_record(dev), sli.name) in recorded
     aggregations = [r["expr"] for r in _rules(dev) if r.get("record", "").startswith("slo:sli_error")]
     assert all("by (service)" in e for e in aggregations)
 
@@ -81,15 +82,38 @@ def test_targets_come_from_stack_config(dev: StackSettings) -> None:
 
 
 def test_latency_threshold_must_be_a_service_bucket() -> None:
-    odd = from_values("dev", {"sloLatencySeconds": "0.3", "alertSecretsRequired": False})
-    with pytest.raises(ValueError, match="bucket bound"):
-        render_rule_files(odd)
+    with pytest.raises(SettingsError, match=r"observability:sloLatencySeconds = 0.3: expected a latency bucket"):
+        from_values("dev", {"sloLatencySeconds": "0.3", "alertSecretsRequired": False})
 
 
-def test_stack_config_thresholds_are_service_buckets(any_stack: StackSettings) -> None:
-    buckets = slo.service_buckets()
-    assert buckets is not None, "mime_server.metrics.LATENCY_BUCKETS must import in the test environment"
-    assert any_stack.slo.latency_seconds in buckets and any_stack.sla.latency_seconds in buckets
+def test_the_services_expose_the_buckets_the_settings_allow() -> None:
+    from mime_server.metrics import HttpMetrics
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    HttpMetrics("mime-server", registry).duration.labels(service="mime-server", method="GET", route="/x").observe(0.1)
+    exposed = {s.labels["le"] for m in registry.collect() for s in m.samples if "le" in s.labels}
+    assert exposed == {slo.le_label(b) for b in LATENCY_BUCKETS} | {"+Inf"}
+
+
+def test_sla_compliance_is_named_after_the_configured_window() -> None:
+    four_weeks = from_values("dev", {"sloWindowDays": 28, "alertSecretsRequired": False})
+    text = render_rule_files(four_weeks)["slo-recording.yml"]
+    assert "record: sla:compliance:ratio28d" in text and "ratio30d" not in text
+    assert "record: slo:sli_error:ratio_rate28d" in text
+
+
+def test_metadata_series_give_dashboards_the_objective_and_period(dev: StackSettings) -> None:
+    meta = [r for r in _rules(dev) if r.get("record") in (slo.OBJECTIVE, slo.TIME_PERIOD_DAYS)]
+    objectives = {(r["labels"]["service"], r["labels"]["sli"]): r["expr"] for r in meta if r["record"] == slo.OBJECTIVE}
+    assert objectives[("mime-server", "errors")] == f"vector({1 - dev.slo_error_rate:.10g})"
+    assert len(objectives) == sum(len(s.services) for s in slo.SLIS)
+    assert [r["expr"] for r in meta if r["record"] == slo.TIME_PERIOD_DAYS] == [f"vector({dev.slo_window_days})"]
+
+
+def test_record_windows_derive_from_the_burn_windows(dev: StackSettings) -> None:
+    burn = {w for bw in slo.BURN_WINDOWS for w in (bw.long, bw.short)}
+    assert slo.record_windows(dev) == (*sorted(burn, key=slo.duration_seconds), "30d")
 
 
 def test_no_slo_number_is_written_in_code() -> None:
@@ -104,7 +128,7 @@ def test_no_slo_number_is_written_in_code() -> None:
 
 
 def test_timings_keep_mime_server_down_the_fastest_alert() -> None:
-    with pytest.raises(ValueError, match="at least down_for"):
+    with pytest.raises(ValueError, match="at least alertDownFor"):
         RuleTimings(down_for="2m", page_for="1m", ticket_for="15m", stack_for="5m")
     scaled = RuleTimings(down_for="1m", page_for="2m", ticket_for="15m", stack_for="5m", window_scale=1 / 60)
     assert scaled.window("1h") == "1m" and scaled.window("5m") == "5s"

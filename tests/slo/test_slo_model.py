@@ -7,7 +7,7 @@ import math
 import pytest
 
 from config import slo
-from config.settings import StackSettings
+from config.settings import StackSettings, load_stack
 
 
 def test_runbook_example_allows_43_2_minutes_per_30_days(dev: StackSettings) -> None:
@@ -59,11 +59,24 @@ def test_le_labels_match_prometheus_client() -> None:
     assert slo.le_label(1) == "1.0"
     with pytest.raises(ValueError, match="bucket bound"):
         slo.check_bucket(0.3, (0.25, 0.5))
+    assert slo.check_bucket(0.5) == "0.5"  # the services' own buckets by default
 
 
 def test_record_names_are_the_dashboard_contract() -> None:
     assert slo.error_ratio_record("5m") == "slo:sli_error:ratio_rate5m"
     assert slo.burn_rate_record("1h") == "slo:burn_rate:ratio_rate1h"
     assert slo.ERROR_BUDGET_REMAINING == "slo:error_budget_remaining:ratio"
-    assert slo.SLA_COMPLIANCE == "sla:compliance:ratio30d"
+    assert slo.sla_compliance_record(load_stack("dev")) == "sla:compliance:ratio30d"
+    assert (slo.OBJECTIVE, slo.TIME_PERIOD_DAYS) == ("slo:objective:ratio", "slo:time_period:days")
     assert {s.name for s in slo.SLIS} == {"availability", "errors", "latency"}
+
+
+def test_an_sli_is_data_its_error_ratio_derived_from_its_queries() -> None:
+    errors = slo.SLI_BY_NAME["errors"]
+    expr = errors.error_ratio("1h")
+    assert '[1h]' in expr and "{window}" not in expr and 'code=~"5.."' in expr
+    assert expr.endswith("> 0)") and "0 * sum by (service)" in expr
+    with pytest.raises(ValueError, match="needs a latency bucket"):
+        slo.SLI_BY_NAME["latency"].error_ratio("5m")
+    with pytest.raises(ValueError, match="exactly one"):
+        slo.Sli("errors", "X", ("a",), "d", target="error_rate", good="g", bad="b", total="t")

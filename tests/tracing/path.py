@@ -31,8 +31,8 @@ from typing import Any
 import httpx
 import yaml
 
-from components.tracing import OTLP_HTTP_ENDPOINT
-from components.workload import _otel_env as workload_otel_env
+from config.jaeger import OTLP_HTTP_ENDPOINT
+from config.workload import otel_env as workload_otel_env
 from config.jaeger import render_jaeger
 from config.prometheus import render_prometheus
 from config.rules import render_rule_files

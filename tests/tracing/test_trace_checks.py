@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from components.tracing import OTLP_HTTP_ENDPOINT
+from config.jaeger import OTLP_HTTP_ENDPOINT
 from config.jaeger import render_jaeger
 from config.prometheus import render_prometheus
 from config.settings import load_stack

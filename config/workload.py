@@ -1,0 +1,121 @@
+"""The observed workload as services: mime-server, mockup-gateway in front of it, and the scheduled backup of mime_storage."""
+
+from __future__ import annotations
+
+from config.jaeger import JAEGER, OTLP_HTTP_ENDPOINT
+from config.services import (
+    WORKLOAD_UID, Container, Credential, Endpoint, SecretFile, Service, Volume, python_health,
+)
+from config.settings import StackSettings
+
+MIME_PORT = 8080
+GATEWAY_PORT = 8000
+SECRETS_DIR = "/run/secrets"
+STORAGE_DIR = "/data"
+BACKUPS_DIR = "/backups"
+STORAGE = Volume("mime-storage", STORAGE_DIR)
+API_KEY = Credential("gateway-api-key", 40)
+ADMIN_KEY = Credential("fault-admin-key", 40)
+
+
+def otel_env(settings: StackSettings, service: str) -> dict[str, str]:
+    """Standard OTEL_* variables: OTLP over HTTP to Jaeger, or tracing off when Jaeger is not deployed."""
+    env = {
+        "OTEL_SERVICE_NAME": service,
+        "OTEL_RESOURCE_ATTRIBUTES": f"deployment.environment={settings.stack}",
+    }
+    if JAEGER.enabled(settings):
+        env |= {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": OTLP_HTTP_ENDPOINT,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        }
+    else:
+        env["OTEL_TRACES_EXPORTER"] = "none"
+    return env
+
+
+def _mime_server(settings: StackSettings) -> Container:
+    env = otel_env(settings, MIME_SERVER.name) | {"MIME_MAX_UPLOAD_BYTES": str(settings.mime_server_max_upload_bytes)}
+    secret_files: tuple[SecretFile, ...] = ()
+    credentials: tuple[Credential, ...] = ()
+    if settings.fault_injection_enabled:
+        path = f"{SECRETS_DIR}/admin-key"
+        secret_files, credentials = (SecretFile(path, (ADMIN_KEY.name,)),), (ADMIN_KEY,)
+        env["MIME_ADMIN_KEY_FILE"] = path
+    return Container(
+        image="",
+        command=("python", "-m", "mime_server", "--host", "0.0.0.0", "--port", str(MIME_PORT),
+                 "--storage", STORAGE_DIR),
+        env=env,
+        secret_files=secret_files,
+        credentials=credentials,
+        file_owner=WORKLOAD_UID,
+        volumes=(STORAGE,),
+        health=python_health(MIME_PORT, "/healthz"),
+        read_only=True,
+        tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
+    )
+
+
+def _gateway(settings: StackSettings) -> Container:
+    keys = f"{SECRETS_DIR}/api-keys"
+    return Container(
+        image="",
+        command=("python", "-m", "mime_server.gateway", "--host", "0.0.0.0", "--port", str(GATEWAY_PORT),
+                 "--upstream", MIME_SERVER.url(MIME_PORT), "--api-keys-file", keys),
+        env=otel_env(settings, GATEWAY.name) | {
+            "GATEWAY_RATE_LIMIT": str(settings.gateway_rate_limit),
+            "GATEWAY_RATE_BURST": str(settings.gateway_rate_burst),
+            "GATEWAY_UPSTREAM_TIMEOUT": str(settings.gateway_upstream_timeout_seconds),
+        },
+        secret_files=(SecretFile(keys, (API_KEY.name,), "{0}\n"),),  # one key per line
+        credentials=(API_KEY,),
+        file_owner=WORKLOAD_UID,
+        health=python_health(GATEWAY_PORT, "/healthz"),
+        read_only=True,
+        tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"},
+    )
+
+
+def _backup(settings: StackSettings) -> Container:
+    command = ["python", "-m", "automation", "backup-schedule", "--source", STORAGE_DIR, "--dest", BACKUPS_DIR,
+               "--every", f"{settings.backup_interval_hours}h", "--name", STORAGE.name,
+               # objects before their sidecars' directory; uploads in flight (tmp/) are skipped
+               "--first", "objects", "--exclude", "tmp/*",
+               "--compression", settings.backup_compression,
+               "--keep-last", str(settings.backup_keep_last),
+               "--max-age-days", str(settings.backup_max_age_days)]
+    env: dict[str, str] = {}
+    secret_files: tuple[SecretFile, ...] = ()
+    if settings.backup_s3_bucket:
+        command += ["--s3-bucket", settings.backup_s3_bucket, "--s3-prefix", settings.backup_s3_prefix]
+        if settings.backup_s3_endpoint:
+            command += ["--s3-endpoint", settings.backup_s3_endpoint]
+        keys = ("backupS3AccessKeyId", "backupS3SecretAccessKey")
+        if all(k in settings.secrets_set for k in keys):
+            path = f"{SECRETS_DIR}/aws-credentials"
+            secret_files = (SecretFile(path, keys, "[default]\naws_access_key_id = {0}\n"
+                                                   "aws_secret_access_key = {1}\n"),)
+            env["AWS_SHARED_CREDENTIALS_FILE"] = path
+    return Container(
+        image="",
+        command=tuple(command),
+        env=env,
+        secret_files=secret_files,
+        file_owner=WORKLOAD_UID,
+        volumes=(Volume(STORAGE.name, STORAGE_DIR, read_only=True), Volume("mime-storage-backups", BACKUPS_DIR)),
+        read_only=True,
+        tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
+    )
+
+
+MIME_SERVER = Service(
+    name="mime-server", key="mimeServer", image="workload", container=_mime_server, port=MIME_PORT,
+    health=Endpoint(MIME_PORT, "/healthz"), metrics=Endpoint(MIME_PORT, "/metrics"), after=("jaeger",))
+GATEWAY = Service(
+    name="mockup-gateway", key="gateway", image="workload", container=_gateway, port=GATEWAY_PORT,
+    health=Endpoint(GATEWAY_PORT, "/healthz"), metrics=Endpoint(GATEWAY_PORT, "/metrics"), after=("mime-server",))
+BACKUP = Service(
+    name="backup", key="backup", image="ops", container=_backup,
+    enabled=lambda settings: settings.backup_enabled, after=("mime-server",))
