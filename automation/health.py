@@ -1,4 +1,4 @@
-"""Concurrent health checks of HTTP endpoints, each bounded by a deadline with retries of fast failures."""
+"""Concurrent health checks of HTTP endpoints (httpx), each bounded by a deadline with retries of fast failures."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
+import httpx
+
 from automation.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
-from automation.httpwire import get_status
 from automation.targets import url_problem
 
 HEALTHY = "healthy"
@@ -47,7 +48,13 @@ class CheckPolicy:
     backoff_s: float = 0.1
 
 
-async def _check_one(service: str, url: str, policy: CheckPolicy) -> CheckResult:
+async def _get_status(client: httpx.AsyncClient, url: str, timeout_s: float) -> int:
+    """GET `url`; the status once the whole answer is read, within `timeout_s` (connect included)."""
+    response = await asyncio.wait_for(client.get(url, timeout=timeout_s), timeout_s)
+    return response.status_code
+
+
+async def _check_one(client: httpx.AsyncClient, service: str, url: str, policy: CheckPolicy) -> CheckResult:
     problem = url_problem(url)
     if problem:
         return CheckResult(service, url, INVALID, None, None, 0, problem)
@@ -59,16 +66,16 @@ async def _check_one(service: str, url: str, policy: CheckPolicy) -> CheckResult
         remaining = deadline - time.monotonic()
         started = time.monotonic()
         try:
-            code = await get_status(url, max(remaining, 0.001))
+            code = await _get_status(client, url, max(remaining, 0.001))
             latency = (time.monotonic() - started) * 1000
             if 200 <= code < 300:
                 return CheckResult(service, url, HEALTHY, code, latency, attempt, "")
             status, detail = UNHEALTHY, f"HTTP {code}, expected 2xx"
-        except asyncio.TimeoutError:
+        except (asyncio.TimeoutError, httpx.TimeoutException):
             return CheckResult(
                 service, url, TIMEOUT, None, None, attempt, f"no answer within {policy.timeout_s:g} s"
             )
-        except (OSError, ConnectionError) as exc:  # refused, reset, DNS failure, TLS failure, not HTTP
+        except (httpx.TransportError, OSError) as exc:  # refused, reset, DNS failure, TLS failure, not HTTP
             status, code, latency = UNREACHABLE, None, None
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         # Retry only while the budget allows one more attempt after the pause.
@@ -80,8 +87,12 @@ async def _check_one(service: str, url: str, policy: CheckPolicy) -> CheckResult
 
 async def check_all(endpoints: Mapping[str, str], policy: CheckPolicy) -> list[CheckResult]:
     """Check every endpoint at once; results come back in the order of ``endpoints``."""
-    # Direct connections only: health URLs are internal, an HTTP proxy must not answer for them.
-    return list(await asyncio.gather(*(_check_one(name, url, policy) for name, url in endpoints.items())))
+    # Direct connections only (trust_env=False): health URLs are internal, an HTTP proxy must not
+    # answer for them. A fresh connection per check, so one target's keep-alive cannot hide another's.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
+    async with httpx.AsyncClient(trust_env=False, limits=limits, follow_redirects=False) as client:
+        return list(await asyncio.gather(*(_check_one(client, name, url, policy)
+                                           for name, url in endpoints.items())))
 
 
 def run_checks(endpoints: Mapping[str, str], policy: CheckPolicy) -> list[CheckResult]:

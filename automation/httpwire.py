@@ -215,25 +215,3 @@ class Pool:
             if connection.transport is not None:
                 connection.transport.close()
         self._idle.clear()
-
-
-async def get_status(url: str, timeout_s: float, headers: tuple[tuple[str, str], ...] = ()) -> int:
-    """GET ``url`` on a fresh connection and return the status once the whole response is read.
-
-    Raises ``asyncio.TimeoutError`` past ``timeout_s`` (connect included) and ``OSError`` /
-    ``ConnectionError`` when the host cannot be reached or the answer is not HTTP.
-    """
-    parts = urlsplit(url)
-    origin = Origin.parse(f"{parts.scheme}://{parts.netloc}")
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    loop = asyncio.get_running_loop()
-    context = ssl.create_default_context() if origin.scheme == "https" else None
-
-    async def exchange() -> int:
-        transport, connection = await loop.create_connection(HttpConnection, origin.host, origin.port, ssl=context)
-        try:
-            return await connection.send(encode_request(origin, "GET", target, headers, b""), "GET")
-        finally:
-            transport.close()
-
-    return await asyncio.wait_for(exchange(), timeout_s)
