@@ -1,8 +1,9 @@
-"""Streaming a directory tree into tar bytes, hashing every file on the way (constant memory).
+"""Streaming a directory tree into a tar archive with `tarfile`, hashing every file on the way (constant memory).
 
 Members are ``data`` (the source directory itself) and ``data/<relative path>``; the manifest
 (see :mod:`automation.manifest`) is the last member. Files that shrink, grow or vanish while
-being read are handled like GNU tar does (archive what was read, pad, warn), and reported.
+being read are handled like GNU tar does (archive what was read, pad, warn), and reported:
+`tarfile` copies exactly the size in the header, from a reader that hashes and pads.
 """
 
 from __future__ import annotations
@@ -19,13 +20,11 @@ from typing import Callable, Iterator, Protocol
 
 from automation.manifest import DATA_ROOT, DIR, FILE, MEMBER, SYMLINK, Entry, EntryLog
 
-BLOCK = tarfile.BLOCKSIZE
-RECORD = tarfile.RECORDSIZE
 CHUNK = 1 << 20
 
 
 class Sink(Protocol):
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: bytes) -> object: ...
 
 
 @dataclass
@@ -44,7 +43,7 @@ def _member_name(relative: str) -> str:
     return f"{DATA_ROOT}/{relative}" if relative else DATA_ROOT
 
 
-def _header(name: str, kind: bytes, st: os.stat_result, size: int = 0, target: str = "") -> bytes:
+def _info(name: str, kind: bytes, st: os.stat_result, size: int = 0, target: str = "") -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.mode = stat.S_IMODE(st.st_mode)
@@ -52,11 +51,26 @@ def _header(name: str, kind: bytes, st: os.stat_result, size: int = 0, target: s
     info.mtime = int(st.st_mtime)
     info.uid, info.gid = st.st_uid, st.st_gid
     info.linkname = target
-    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    return info
 
 
-def _pad(size: int) -> bytes:
-    return b"\0" * (-size % BLOCK)
+class _HashingReader:
+    """The file's bytes for `tarfile`, hashed on the way; zeros where it shrank while being read."""
+
+    def __init__(self, fd: int, on_bytes: Callable[[int], None]) -> None:
+        self.fd = fd
+        self.digest = hashlib.sha256()
+        self.shrank = False
+        self._on_bytes = on_bytes
+
+    def read(self, size: int = CHUNK) -> bytes:
+        chunk = os.read(self.fd, size)
+        if not chunk and size:  # shrank while reading: pad like GNU tar so the stream stays valid
+            chunk = b"\0" * size
+            self.shrank = True
+        self.digest.update(chunk)
+        self._on_bytes(len(chunk))
+        return chunk
 
 
 def scan_totals(source: Path, excludes: list[str], first: list[str] | None = None) -> tuple[int, int]:
@@ -122,7 +136,7 @@ def _walk_below(source: Path, top: str, excludes: list[str], skip: set[str]) -> 
 
 
 def _copy_file(
-    path: Path, relative: str, sink: Sink, stats: ArchiveStats, on_bytes: Callable[[int], None]
+    path: Path, relative: str, tar: tarfile.TarFile, stats: ArchiveStats, on_bytes: Callable[[int], None]
 ) -> Entry | None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -134,27 +148,15 @@ def _copy_file(
         if not stat.S_ISREG(before.st_mode):
             stats.skipped.append(relative)
             return None
-        size = before.st_size
-        sink.write(_header(_member_name(relative), tarfile.REGTYPE, before, size))
-        digest = hashlib.sha256()
-        remaining = size
-        while remaining:
-            chunk = os.read(fd, min(CHUNK, remaining))
-            if not chunk:  # shrank while reading: pad like GNU tar so the stream stays valid
-                chunk = b"\0" * min(CHUNK, remaining)
-                if relative not in stats.changed:
-                    stats.changed.append(relative)
-            digest.update(chunk)
-            sink.write(chunk)
-            remaining -= len(chunk)
-            on_bytes(len(chunk))
-        sink.write(_pad(size))
+        reader = _HashingReader(fd, on_bytes)
+        tar.addfile(_info(_member_name(relative), tarfile.REGTYPE, before, before.st_size), reader)
         after = os.fstat(fd)
-        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) and relative not in stats.changed:
+        if reader.shrank or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             stats.changed.append(relative)
     finally:
         os.close(fd)
-    return Entry(relative, FILE, stat.S_IMODE(before.st_mode), size, digest.hexdigest(), before.st_mtime_ns)
+    return Entry(relative, FILE, stat.S_IMODE(before.st_mode), before.st_size, reader.digest.hexdigest(),
+                 before.st_mtime_ns)
 
 
 def write_archive(
@@ -168,22 +170,17 @@ def write_archive(
     excludes = excludes or []
     stats = ArchiveStats()
     log = EntryLog()
-    written = 0
-
-    class _Counting:
-        def write(self, data: bytes) -> None:
-            nonlocal written
-            written += len(data)
-            sink.write(data)
-
-    out = _Counting()
+    # stream mode: no seeking, records of RECORDSIZE, end-of-archive blocks written on close
+    tar = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8",  # type: ignore[call-overload]
+                       errors="surrogateescape", bufsize=CHUNK)
+    tar.copybufsize = CHUNK
     try:
         for relative, entry_stat in walk(source, excludes, first):
             mode = entry_stat.st_mode
             name = _member_name(relative)
             entry: Entry | None
             if stat.S_ISDIR(mode):
-                out.write(_header(name, tarfile.DIRTYPE, entry_stat))
+                tar.addfile(_info(name, tarfile.DIRTYPE, entry_stat))
                 entry = Entry(relative, DIR, stat.S_IMODE(mode), mtime_ns=entry_stat.st_mtime_ns)
             elif stat.S_ISLNK(mode):
                 try:
@@ -191,10 +188,10 @@ def write_archive(
                 except FileNotFoundError:
                     stats.vanished.append(relative)
                     continue
-                out.write(_header(name, tarfile.SYMTYPE, entry_stat, target=target))
+                tar.addfile(_info(name, tarfile.SYMTYPE, entry_stat, target=target))
                 entry = Entry(relative, SYMLINK, stat.S_IMODE(mode), mtime_ns=entry_stat.st_mtime_ns, target=target)
             elif stat.S_ISREG(mode):
-                entry = _copy_file(source / relative, relative, out, stats, on_bytes)
+                entry = _copy_file(source / relative, relative, tar, stats, on_bytes)
             else:  # sockets, fifos, devices: not data a volume backup should carry
                 stats.skipped.append(relative)
                 entry = None
@@ -203,16 +200,11 @@ def write_archive(
         header = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": str(source)}
         manifest = log.render(header)
         manifest.seek(0, 2)
-        size = manifest.tell()
-        manifest.seek(0)
         info = tarfile.TarInfo(MEMBER)
-        info.size, info.mode, info.mtime = size, 0o644, int(time.time())
-        out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-        while chunk := manifest.read(CHUNK):
-            out.write(chunk)
-        out.write(_pad(size))
-        out.write(b"\0" * (2 * BLOCK))
-        out.write(b"\0" * (-written % RECORD))
+        info.size, info.mode, info.mtime = manifest.tell(), 0o644, int(time.time())
+        manifest.seek(0)
+        tar.addfile(info, manifest)
+        tar.close()  # end-of-archive blocks, padded to a whole record
         stats.entries, stats.files, stats.bytes = log.entries, log.files, log.bytes
     finally:
         log.close()
