@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 
@@ -22,19 +23,34 @@ class TracingConfigError(ValueError):
 def otlp_exporter(environ: Mapping[str, str]) -> SpanExporter:
     """The OTLP span exporter for OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL; endpoints come from the env.
 
-    Both are opentelemetry's exporters with the faster encoder of ``mime_server.otlp``.
+    Both are opentelemetry's exporters with the faster encoder of ``mime_server.otlp``, or the
+    official ones unchanged when the installed OpenTelemetry is not the version that encoder's
+    private parts were checked against (``mime_server.otel_internals``).
     """
     protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get(
         "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    if protocol not in SUPPORTED_PROTOCOLS:
+        raise TracingConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL must be one of {SUPPORTED_PROTOCOLS}, got {protocol!r}")
+    from mime_server import otel_internals
+
+    if not otel_internals.usable():
+        logging.getLogger(__name__).warning(
+            "OpenTelemetry %s is not the version the fast span encoder was checked against (%s): "
+            "using the official OTLP exporters", otel_internals.mismatches(), otel_internals.CHECKED)
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as OfficialGrpc
+
+            return OfficialGrpc()
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as OfficialHttp
+
+        return OfficialHttp()
     if protocol == "grpc":
         from mime_server.otlp import GrpcSpanExporter
 
         return GrpcSpanExporter()
-    if protocol == "http/protobuf":
-        from mime_server.otlp import HttpSpanExporter
+    from mime_server.otlp import HttpSpanExporter
 
-        return HttpSpanExporter()
-    raise TracingConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL must be one of {SUPPORTED_PROTOCOLS}, got {protocol!r}")
+    return HttpSpanExporter()
 
 
 def make_tracer_provider(service_name: str, exporter: SpanExporter | None,

@@ -14,6 +14,7 @@ from opentelemetry.trace import NoOpTracerProvider
 from starlette.testclient import TestClient
 
 from bench.mime_server import OtlpSink
+from config.settings import PROJECT_DIR as REPO
 from mime_server.app import ServerSettings, create_app
 from mime_server.tracing import TracingConfigError, otlp_exporter, tracer_provider_from_env
 
@@ -48,6 +49,26 @@ def test_protocol_selects_the_exporter() -> None:
     assert isinstance(otlp_exporter({}), HttpExporter)
     assert isinstance(otlp_exporter({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
                                      "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"}), GrpcExporter)
+
+
+def test_the_fast_encoder_is_used_only_with_the_opentelemetry_it_was_checked_against(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mime_server import otel_internals, otlp
+
+    assert otel_internals.usable(), otel_internals.mismatches()  # the pinned versions
+    assert type(otlp_exporter({})) is otlp.HttpSpanExporter
+    monkeypatch.setattr(otel_internals, "version", lambda name: "1.99.0")
+    assert otel_internals.mismatches() == {name: "1.99.0" for name in otel_internals.CHECKED}
+    assert type(otlp_exporter({})) is HttpExporter  # the official one, unchanged
+    assert type(otlp_exporter({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})) is GrpcExporter
+
+
+def test_the_checked_versions_are_the_pinned_ones() -> None:
+    from mime_server import otel_internals
+
+    pins = dict(line.split("==") for line in (REPO / "mime_server" / "requirements.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert {name: pins.get(name) for name in otel_internals.CHECKED} == otel_internals.CHECKED
 
 
 def test_unsupported_settings_are_refused_with_the_value() -> None:
