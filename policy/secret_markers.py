@@ -3,7 +3,7 @@
 The engine sends a policy pack every secret input as ``{sig: secret, value: plaintext}``
 (``KeepSecrets``), but pulumi-policy 1.21.0 unwraps that to the bare plaintext before calling
 ``validate`` (only remediations keep a ``Secret`` marker), so a policy cannot tell a secret
-upload from a plain one (pulumi/pulumi-policy#241). ``install()`` makes the analyzer's
+upload from a plain one (https://github.com/pulumi/pulumi-policy/issues/241, open). ``install()`` makes the analyzer's
 deserializer turn each secret into a ``pulumi_policy.Secret`` instead, so the no-plain-secrets
 policy can allow secret uploads and still flag plain ones. The pack pins pulumi-policy; the
 test suite runs the real analyzer servicer through this path, so an SDK change that breaks it
