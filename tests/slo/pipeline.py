@@ -25,7 +25,7 @@ from config.alertmanager import SECRET_FILES, render_alertmanager, secret_path
 from config.rules import RuleTimings, render_rule_files
 from config.settings import ALERT_SECRET_KEYS, PROJECT_DIR, StackSettings, from_values
 from tests.tools import require
-from tests.slo.procs import Proc, free_port, wait_http
+from tests.slo.procs import Proc, Started, free_port, wait_http
 from webhook_receiver import Notification, WebhookReceiver
 
 ADMIN_KEY = "e2e-admin-key"
@@ -79,7 +79,7 @@ def parse(n: Notification) -> Page | None:
     return Page(m.group(1), m.group(3), m.group(4), int(m.group(2) or 0), n.monotonic, n)
 
 
-class Pipeline:
+class Pipeline(Started):
     """Starts every process on free loopback ports; `with Pipeline() as p:` stops them all."""
 
     def __init__(self, timings: PipelineTimings | None = None, workdir: Path | None = None) -> None:
@@ -99,17 +99,6 @@ class Pipeline:
         return f"http://127.0.0.1:{self.ports[name]}"
 
     # -- lifecycle ------------------------------------------------------------------------------
-
-    def __enter__(self) -> "Pipeline":
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         prometheus, alertmanager = require("prometheus"), require("alertmanager")

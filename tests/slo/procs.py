@@ -65,3 +65,24 @@ class Proc:
                 self.popen.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class Started:
+    """`with Thing() as t:` for a group of processes: `start()` on entry, `stop()` on exit and when start fails."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -39,7 +39,7 @@ from config.rules import render_rule_files
 from config.settings import PROJECT_DIR, StackSettings
 from mime_server import GATEWAY_SERVICE as GATEWAY
 from mime_server import MIME_SERVICE as MIME
-from tests.slo.procs import Proc, free_port, wait_http
+from tests.slo.procs import Proc, Started, free_port, wait_http
 from tests.tools import pinned, pinned_tools
 
 API_KEY = "trace-path-api-key"
@@ -380,7 +380,7 @@ class Pacer:
 # -- the processes ---------------------------------------------------------------------------------
 
 
-class TracePath:
+class TracePath(Started):
     """Jaeger, Prometheus and both services on free loopback ports; `with TracePath(settings) as t:` stops all."""
 
     def __init__(self, settings: StackSettings, workdir: Path | None = None) -> None:
@@ -402,17 +402,6 @@ class TracePath:
         if name in JAEGER_LISTENERS:
             return f"http://127.0.0.1:{self.port(name)}"
         return f"http://127.0.0.1:{self.ports[name]}"
-
-    def __enter__(self) -> TracePath:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         jaeger, prometheus = pinned("jaeger"), pinned("prometheus")
