@@ -43,8 +43,40 @@ GROUP_BY = ["alertname", "service"]
 # Alerts that only repeat what MimeServerDown already says about the same service.
 DOWN_SHADOWS = sorted({burn_alert_name(s) for s in slo.SLIS} | {"ErrorBudgetHalfConsumed", "SLAViolation", "TargetDown"})
 
-_SLACK_TEXT = ("{{ range .Alerts }}*{{ .Annotations.summary }}*\n{{ .Annotations.description }}\n"
-               "Runbook: {{ .Annotations.runbook_url }}\n{{ end }}")
+# Every alert of the group: what, how bad (the description carries the burn rate or the budget
+# left), where, and the links (runbook, dashboard, error logs where they apply) as Slack links.
+_SLACK_TEXT = (
+    "{{ range .Alerts }}*{{ .Annotations.summary }}*\n"
+    "severity: {{ .Labels.severity }} · service: {{ .Labels.service }}"
+    "{{ if .Labels.sli }} · SLI: {{ .Labels.sli }}{{ end }}\n"
+    "{{ .Annotations.description }}\n"
+    "<{{ .Annotations.runbook_url }}|Runbook> · <{{ .Annotations.dashboard_url }}|Dashboard>"
+    "{{ if .Annotations.logs_url }} · <{{ .Annotations.logs_url }}|Error logs>{{ end }}\n"
+    "{{ end }}")
+_FIRST = "(index .Alerts 0).Annotations"
+
+
+def _first(annotation: str) -> str:
+    """A template for an annotation of the group's first alert (the group shares alertname and service)."""
+    return f"{{{{ {_FIRST}.{annotation} }}}}"
+
+
+def _slack_buttons() -> list[dict[str, str]]:
+    return [{"type": "button", "text": "Runbook", "url": _first("runbook_url")},
+            {"type": "button", "text": "Dashboard", "url": _first("dashboard_url")}]
+
+
+def _pagerduty_details() -> dict[str, str]:
+    """custom_details beside Alertmanager's own (firing, resolved and their counts)."""
+    return {
+        "summary": _first("summary"),
+        "severity": "{{ .CommonLabels.severity }}",
+        "service": "{{ .CommonLabels.service }}",
+        "description": "{{ range .Alerts.Firing }}{{ .Annotations.description }} {{ end }}",
+        "runbook_url": _first("runbook_url"),
+        "dashboard_url": _first("dashboard_url"),
+        "logs_url": f"{{{{ if {_FIRST}.logs_url }}}}{_first('logs_url')}{{{{ end }}}}",
+    }
 
 
 def secret_path(key: str, secrets_dir: str | Path | None = None) -> str:
@@ -66,13 +98,16 @@ def receivers(settings: StackSettings, secrets_dir: str | Path | None = None,
     def slack(name: str, key: str, channel: str) -> dict[str, Any]:
         return {"name": name, "slack_configs": [{
             "api_url_file": secret_path(key, secrets_dir), "channel": channel, "send_resolved": True,
-            "text": _SLACK_TEXT, "timeout": timeout}]}
+            "text": _SLACK_TEXT, "actions": _slack_buttons(), "timeout": timeout}]}
 
     return [
         slack(OPS_CRITICAL, "slackWebhookOpsCritical", settings.slack_channel_ops_critical),
         {"name": PAGERDUTY, "pagerduty_configs": [{
             "routing_key_file": secret_path("pagerdutyRoutingKey", secrets_dir), "url": settings.pagerduty_url,
-            "send_resolved": True, "severity": "critical", "timeout": timeout}]},
+            "send_resolved": True, "severity": "critical", "timeout": timeout,
+            "links": [{"href": _first("runbook_url"), "text": "Runbook"},
+                      {"href": _first("dashboard_url"), "text": "Dashboard"}],
+            "details": _pagerduty_details()}]},
         slack(SLACK_ALERTS, "slackWebhookAlerts", settings.slack_channel_alerts),
     ]
 

@@ -9,6 +9,7 @@ nominal window, e.g. `slo:sli_error:ratio_rate1h` over `[1m]` at scale 1/60).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,6 @@ from config import slo
 from config.settings import StackSettings, check_alert_for_order
 
 STACK_RATE_WINDOW = "5m"
-RUNBOOK = "README.md#alert-{anchor}"
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,47 @@ class RuleTimings:
         return slo.format_duration(slo.duration_seconds(nominal) * self.window_scale)
 
 
-def runbook_url(alert: str) -> str:
-    """The README anchor of an alert's runbook section: README.md#alert-<lowercase name>."""
-    return RUNBOOK.format(anchor=alert.lower())
+def grafana_url(settings: StackSettings) -> str:
+    """Where users open the stack's Grafana: `grafanaExternalUrl`, else its published address."""
+    from config.registry import published_url  # the registry's modules import this one
+
+    return (settings.grafana_external_url or published_url(settings, "grafana")).rstrip("/")
+
+
+def runbook_url(settings: StackSettings, alert: str) -> str:
+    """An alert's runbook: `runbookBaseUrl#alert-<name>`, else its "Runbook" dashboard in Grafana."""
+    if settings.runbook_base_url:
+        return f"{settings.runbook_base_url}#alert-{alert.lower()}"
+    return f"{grafana_url(settings)}/d/runbook-{alert.lower()}"
+
+
+def dashboard_url(settings: StackSettings, uid: str, service_variable: bool = False) -> str:
+    """A Grafana dashboard, with `$service` set to the alert's service where the dashboard has it."""
+    suffix = "?var-service={{ $labels.service }}" if service_variable else ""
+    return f"{grafana_url(settings)}/d/{uid}{suffix}"
+
+
+def logs_url(settings: StackSettings) -> str:
+    """Grafana Explore on Loki, prefiltered to the alert's service's error lines of the last hour.
+
+    A Prometheus template: the pane (JSON) is built with the alert's `service` label, then URL-escaped.
+    """
+    from config.grafana.datasources import LOKI_UID  # config.grafana imports this module
+
+    query = '{service="SERVICE"} | json | level="error"'
+    pane = json.dumps({"a": {"datasource": LOKI_UID, "queries": [{"refId": "A", "expr": query}],
+                             "range": {"from": "now-1h", "to": "now"}}}, separators=(",", ":"))
+    return (f"{grafana_url(settings)}/explore?schemaVersion=1&orgId=1&panes="
+            f"{{{{ printf `{pane.replace('SERVICE', '%s')}` $labels.service | urlQueryEscape }}}}")
+
+
+def alert_names(settings: StackSettings) -> list[str]:
+    """Every alert name the stack's rule files define, in file order."""
+    names: list[str] = []
+    for text in render_rule_files(settings).values():
+        for group in yaml.safe_load(text)["groups"]:
+            names += [r["alert"] for r in group["rules"] if "alert" in r and r["alert"] not in names]
+    return names
 
 
 def render_rule_files(settings: StackSettings, timings: RuleTimings | None = None) -> dict[str, str]:
@@ -64,7 +102,7 @@ def render_rule_files(settings: StackSettings, timings: RuleTimings | None = Non
     files = {
         "slo-recording.yml": recording_groups(settings, t),
         "slo-alerts.yml": slo_alert_groups(settings, t),
-        "service-alerts.yml": service_alert_groups(t),
+        "service-alerts.yml": service_alert_groups(settings, t),
         "stack-alerts.yml": stack_alert_groups(settings, t),
     }
     return {name: _dump(settings, groups) for name, groups in files.items()}
@@ -124,13 +162,34 @@ def recording_groups(settings: StackSettings, t: RuleTimings) -> list[dict[str, 
 # --- alerts ------------------------------------------------------------------------------------
 
 
-def _alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str,
-           labels: dict[str, str] | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Links:
+    """Where a notification sends its reader: the dashboard to open, and whether error logs apply."""
+
+    dashboard: str  # a dashboard uid
+    service_variable: bool = False  # the dashboard has `$service`
+    logs: bool = False  # the alert's service writes the request logs Explore can filter
+
+
+def _dashboards() -> dict[str, str]:
+    from config.grafana import service_overview, slo_dashboard, stack_health  # config.grafana imports this module
+
+    return {"slo": slo_dashboard.UID, "service": service_overview.UID, "stack": stack_health.UID}
+
+
+def _alert(settings: StackSettings, name: str, expr: str, for_: str, severity: str, summary: str,
+           description: str, labels: dict[str, str] | None, links: _Links) -> dict[str, Any]:
+    """One alerting rule whose annotations a person can act on: summary, description, runbook,
+    dashboard and, where they apply, the service's error logs (absolute URLs)."""
     rule: dict[str, Any] = {"alert": name, "expr": expr}
     if slo.duration_seconds(for_) > 0:
         rule["for"] = for_
     rule["labels"] = {**(labels or {}), "severity": severity}
-    rule["annotations"] = {"summary": summary, "description": description, "runbook_url": runbook_url(name)}
+    notes = {"summary": summary, "description": description, "runbook_url": runbook_url(settings, name),
+             "dashboard_url": dashboard_url(settings, links.dashboard, links.service_variable)}
+    if links.logs and settings.logs_enabled:
+        notes["logs_url"] = logs_url(settings)
+    rule["annotations"] = notes
     return rule
 
 
@@ -141,6 +200,7 @@ def burn_alert_name(sli: slo.Sli) -> str:
 def slo_alert_groups(settings: StackSettings, t: RuleTimings) -> list[dict[str, Any]]:
     """Multi-window burn-rate alerts per SLI, ErrorBudgetHalfConsumed and SLAViolation."""
     days = settings.slo_window_days
+    slo_links = _Links(_dashboards()["slo"], service_variable=True, logs=True)
     burn: list[dict[str, Any]] = []
     for sli in slo.SLIS:
         for bw in slo.BURN_WINDOWS:
@@ -150,68 +210,72 @@ def slo_alert_groups(settings: StackSettings, t: RuleTimings) -> list[dict[str, 
                     f"{slo.burn_rate_record(bw.short)}{sel} > {factor}")
             share = f"{bw.budget_share:.0%}"
             burn.append(_alert(
-                burn_alert_name(sli), expr, t.page_for if bw.severity == "critical" else t.ticket_for,
+                settings, burn_alert_name(sli), expr, t.page_for if bw.severity == "critical" else t.ticket_for,
                 bw.severity,
                 f"{{{{ $labels.service }}}}: {sli.name} SLO burning its error budget {factor}x too fast",
-                f"At this rate {share} of the {days}-day {sli.name} error budget is spent within {bw.long} "
-                f"(burn rate over {bw.long} and {bw.short} above {factor}; {sli.description}).",
-                {"sli": sli.name, "long_window": bw.long, "short_window": bw.short}))
+                f"Burn rate {{{{ printf \"%.1f\" $value }}}}x over {bw.long} (threshold {factor}x, also exceeded over "
+                f"{bw.short}): at this rate {share} of the {days}-day {sli.name} error budget is spent within "
+                f"{bw.long} ({sli.description}).",
+                {"sli": sli.name, "long_window": bw.long, "short_window": bw.short}, slo_links))
     consumed = settings.error_budget_alert_consumed
     budget = [_alert(
-        "ErrorBudgetHalfConsumed", f"{slo.ERROR_BUDGET_REMAINING} < {_num(1 - consumed)}", t.ticket_for,
+        settings, "ErrorBudgetHalfConsumed", f"{slo.ERROR_BUDGET_REMAINING} < {_num(1 - consumed)}", t.ticket_for,
         "warning",
         f"{{{{ $labels.service }}}}: more than {consumed:.0%} of the {days}-day {{{{ $labels.sli }}}} "
         "error budget is spent",
-        "{{ $value | humanizePercentage }} of the budget remains; slow risky changes down.")]
+        "{{ $value | humanizePercentage }} of the budget remains; slow risky changes down.", None, slo_links)]
     sla: list[dict[str, Any]] = []
     for sli in slo.SLIS:
         target = sli.objective(settings.sla)
         sla.append(_alert(
-            "SLAViolation", f'{slo.sla_compliance_record(settings)}{{sli="{sli.name}"}} < {_num(target)}', t.page_for,
-            "critical",
+            settings, "SLAViolation", f'{slo.sla_compliance_record(settings)}{{sli="{sli.name}"}} < {_num(target)}',
+            t.page_for, "critical",
             f"{{{{ $labels.service }}}}: {sli.name} SLA broken over {days} days",
             f"The {days}-day {sli.name} SLI is {{{{ $value | humanizePercentage }}}}, below the "
-            f"contractual {target:.3%}: start incident response.", {"sli": sli.name}))
+            f"contractual {target:.3%}: start incident response.", {"sli": sli.name}, slo_links))
     return [{"name": "slo-burn-rate", "rules": burn}, {"name": "slo-budget-alerts", "rules": budget + sla}]
 
 
-def service_alert_groups(t: RuleTimings) -> list[dict[str, Any]]:
+def service_alert_groups(settings: StackSettings, t: RuleTimings) -> list[dict[str, Any]]:
     """Alerts on the workload itself: MimeServerDown and the gateway's upstream errors."""
+    links = _Links(_dashboards()["service"], service_variable=True, logs=True)
     down = _alert(
-        "MimeServerDown",
+        settings, "MimeServerDown",
         f'up{{job="{slo.MIME_SERVER}"}} == 0\nor\nabsent(up{{job="{slo.MIME_SERVER}", service="{slo.MIME_SERVER}"}})',
         t.down_for, "critical",
         "mime-server is down",
         "{{ if $labels.instance }}{{ $labels.instance }} has not answered{{ else }}No mime-server target "
         "answered{{ end }} Prometheus scrapes for " + t.down_for + ".",
-        {"service": slo.MIME_SERVER})
+        {"service": slo.MIME_SERVER}, links)
     rng = t.window(STACK_RATE_WINDOW)
     upstream = _alert(
-        "GatewayUpstreamErrors",
+        settings, "GatewayUpstreamErrors",
         f'sum by (service, reason) (rate(gateway_upstream_errors_total{{service="{slo.GATEWAY}"}}[{rng}])) > 0',
         t.stack_for, "warning",
         "mockup-gateway cannot reach mime-server ({{ $labels.reason }})",
         "The gateway fails {{ $value | humanize }} upstream calls per second.",
-        {"service": slo.GATEWAY})
+        {"service": slo.GATEWAY}, links)
     return [{"name": "service-alerts", "rules": [down, upstream]}]
 
 
 def stack_alert_groups(settings: StackSettings, t: RuleTimings) -> list[dict[str, Any]]:
     """Alerts on the observability stack itself: scrape targets down and failing components."""
+    links = _Links(_dashboards()["stack"])
     rules = [_alert(
-        "TargetDown", "up == 0", t.stack_for, "warning",
+        settings, "TargetDown", "up == 0", t.stack_for, "warning",
         "{{ $labels.service }} scrape target {{ $labels.instance }} is down",
-        "Prometheus has not scraped {{ $labels.job }} at {{ $labels.instance }} for " + t.stack_for + ".")]
+        "Prometheus has not scraped {{ $labels.job }} at {{ $labels.instance }} for " + t.stack_for + ".",
+        None, links)]
     rng = t.window(STACK_RATE_WINDOW)
     from config.registry import enabled_services  # the registry's modules import this one
 
     for service in enabled_services(settings):
         for a in service.meta_alerts(settings):
             rules.append(_alert(
-                a.name, f"sum by (service) (rate({a.metric}{{job=\"{service.name}\"}}[{rng}])) > 0", t.stack_for,
-                "warning", f"{service.name}: {a.what}",
+                settings, a.name, f"sum by (service) (rate({a.metric}{{job=\"{service.name}\"}}[{rng}])) > 0",
+                t.stack_for, "warning", f"{service.name}: {a.what}",
                 f"{a.what[0].upper() + a.what[1:]} ({{{{ $value | humanize }}}} per second over {STACK_RATE_WINDOW}).",
-                {"service": service.name}))
+                {"service": service.name}, links))
     return [{"name": "stack-alerts", "rules": rules}]
 
 

@@ -91,6 +91,8 @@ class StackSettings(BaseModel):
     loki_retention_days: int = Field(alias="lokiRetentionDays", gt=0)
     jaeger_max_traces: int = Field(alias="jaegerMaxTraces", gt=0)
     grafana_admin_user: str = Field(alias="grafanaAdminUser", min_length=1)
+    grafana_external_url: str = Field(alias="grafanaExternalUrl", pattern=r"^(https?://[^\s#?]+)?$")
+    runbook_base_url: str = Field(alias="runbookBaseUrl", pattern=r"^(https?://[^\s#]+)?$")
 
     sla_availability: float = Field(alias="slaAvailability")
     sla_error_rate: float = Field(alias="slaErrorRate")
@@ -410,6 +412,7 @@ def _from_validation_error(exc: ValidationError, flat: Mapping[str, Any],
         pattern = str(ctx.get("pattern"))
         expected = ("a duration such as 30s or 5m" if "(ms|s|m|h)" in pattern
                     else "a Slack channel such as #alerts" if pattern.startswith("^#")
+                    else "an http:// or https:// URL, or empty" if "https?://" in pattern
                     else f"a value matching {pattern}")
     elif "missing" == first["type"]:
         return SettingsError(f"{PROJECT}:{key} is not set and has no default in Pulumi.yaml")

@@ -14,9 +14,10 @@ from typing import Any
 import yaml
 from grafana_foundation_sdk.builders import dashboard
 
-from config.grafana import logs_dashboard, service_overview, slo_dashboard, stack_health
+from config.grafana import logs_dashboard, runbooks, service_overview, slo_dashboard, stack_health
 from config.grafana.datasources import JAEGER_UID, LOKI_UID, PROMETHEUS_UID, render_datasources
 from config.grafana.panels import to_json
+from config.rules import alert_names
 from config.services import Container, Credential, Endpoint, SecretFile, Service, Volume, wget_health
 from config.settings import StackSettings
 
@@ -39,9 +40,12 @@ BUILDERS: tuple[Callable[[StackSettings], dashboard.Dashboard], ...] = (
 
 
 def dashboards(settings: StackSettings) -> dict[str, dict[str, Any]]:
-    """uid -> dashboard JSON data; the logs dashboard only where the stack runs Loki."""
+    """uid -> dashboard JSON data; the logs dashboard only where the stack runs Loki; a runbook
+    dashboard for every alert of the stack's rules unless runbooks live elsewhere (`runbookBaseUrl`)."""
     docs = [to_json(build(settings)) for build in BUILDERS
             if build is not logs_dashboard.build or settings.logs_enabled]
+    if not settings.runbook_base_url:
+        docs += [to_json(runbooks.build(name)) for name in alert_names(settings)]
     return {doc["uid"]: doc for doc in docs}
 
 

@@ -7,9 +7,12 @@ window is 1m/5s). The scenario runs once (module fixture); each test checks one 
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import unquote_plus
 
 import pytest
 
@@ -20,6 +23,14 @@ pytestmark = pytest.mark.e2e
 
 MIME = "mime-server"
 SLACK_OPS, SLACK_ALERTS = "/ops-critical", "/alerts"
+GRAFANA = "http://127.0.0.1:3000"  # the dev stack's published Grafana: the links' default base
+
+
+def explore_query(text: str) -> str:
+    """The Loki query of the first Grafana Explore link in `text` (URL-query-escaped JSON, as Grafana reads it)."""
+    match = re.search(r"/explore\?schemaVersion=1&orgId=1&panes=([^|>\s]+)", text)
+    assert match, text
+    return json.loads(unquote_plus(match.group(1)))["a"]["queries"][0]["expr"]
 
 
 @dataclass
@@ -80,8 +91,16 @@ def test_killed_mime_server_reaches_ops_critical_as_a_slack_message(outcome: Out
     page = _first(outcome.slack, "MimeServerDown", path=SLACK_OPS)
     body = page.raw.body
     assert body["channel"] == outcome.pipeline.settings.slack_channel_ops_critical
-    assert "MimeServerDown" in body["attachments"][0]["title"]
-    assert "README.md#alert-mimeserverdown" in body["attachments"][0]["text"]
+    attachment = body["attachments"][0]
+    assert "MimeServerDown" in attachment["title"]
+    text = attachment["text"]
+    assert "*mime-server is down*" in text and "severity: critical · service: mime-server" in text
+    assert f"<{GRAFANA}/d/runbook-mimeserverdown|Runbook>" in text
+    assert f"<{GRAFANA}/d/service-overview?var-service=mime-server|Dashboard>" in text
+    assert explore_query(text) == '{service="mime-server"} | json | level="error"'
+    assert [(a["text"], a["url"]) for a in attachment["actions"]] == [
+        ("Runbook", f"{GRAFANA}/d/runbook-mimeserverdown"),
+        ("Dashboard", f"{GRAFANA}/d/service-overview?var-service=mime-server")]
     assert page.at - outcome.killed <= outcome.pipeline.timings.floor_seconds() + 5
 
 
@@ -91,7 +110,32 @@ def test_killed_mime_server_also_pages_pagerduty(outcome: Outcome) -> None:
     assert page.raw.path == "/v2/enqueue"
     assert body["routing_key"] == ROUTING_KEY and body["event_action"] == "trigger"
     assert body["payload"]["severity"] == "critical"
+    details = body["payload"]["custom_details"]
+    assert (details["summary"], details["severity"], details["service"]) == (
+        "mime-server is down", "critical", "mime-server")
+    assert details["runbook_url"] == f"{GRAFANA}/d/runbook-mimeserverdown"
+    assert explore_query(details["logs_url"]) == '{service="mime-server"} | json | level="error"'
+    assert [(link["text"], link["href"]) for link in body["links"]] == [
+        ("Runbook", f"{GRAFANA}/d/runbook-mimeserverdown"),
+        ("Dashboard", f"{GRAFANA}/d/service-overview?var-service=mime-server")]
     assert page.at - outcome.killed <= outcome.pipeline.timings.floor_seconds() + 5
+
+
+def test_one_alert_group_keeps_one_pagerduty_dedup_key(outcome: Outcome) -> None:
+    """Trigger and resolve of a group share its dedup key; another group has another."""
+    down = {p.raw.body["dedup_key"] for p in outcome.pagerduty if p.alertname == "MimeServerDown"}
+    burn = {p.raw.body["dedup_key"] for p in outcome.pagerduty
+            if p.alertname == "ErrorRateBudgetBurn" and p.service == MIME}
+    assert len(down) == 1 and len(burn) == 1 and down != burn
+    assert {p.status for p in outcome.pagerduty if p.alertname == "MimeServerDown"} == {"FIRING", "RESOLVED"}
+
+
+def test_burn_rate_notifications_say_how_fast_the_budget_burns(outcome: Outcome) -> None:
+    page = _first(outcome.between(outcome.pagerduty, outcome.faulted, outcome.ended), "ErrorRateBudgetBurn")
+    details = page.raw.body["payload"]["custom_details"]
+    burn = re.search(r"Burn rate (\S+)x over 1h \(threshold 14\.4x", details["description"])
+    assert burn and float(burn.group(1)) > 14.4, details["description"]
+    assert details["dashboard_url"] == f"{GRAFANA}/d/slo-error-budget?var-service=mime-server"
 
 
 def test_slo_alerts_of_the_down_server_are_inhibited(outcome: Outcome) -> None:

@@ -23,6 +23,7 @@ from config.settings import PROJECT_DIR, SettingsError, StackSettings, from_valu
 from mime_server.buckets import LATENCY_BUCKETS
 
 GOLDEN = Path(__file__).parent / "golden" / "dev"
+DEV = {"alertSecretsRequired": False}
 
 
 def test_every_stack_renders_rules_promtool_accepts(promtool: str, any_stack: StackSettings, tmp_path: Path) -> None:
@@ -59,7 +60,38 @@ def test_every_alert_has_service_severity_and_runbook(any_stack: StackSettings) 
         # service is explicit, or every recorded series the alert reads carries it (by-service aggregation)
         assert "service" in labels or "slo:" in rule["expr"] or "sla:" in rule["expr"] or rule["expr"] == "up == 0"
         assert notes["summary"] and notes["description"], rule["alert"]
-        assert notes["runbook_url"] == f"README.md#alert-{rule['alert'].lower()}"
+        grafana = "http://127.0.0.1:3000"
+        assert notes["runbook_url"] == f"{grafana}/d/runbook-{rule['alert'].lower()}"
+        assert notes["dashboard_url"].startswith(f"{grafana}/d/"), rule["alert"]
+
+
+def test_a_runbook_base_url_replaces_the_runbook_dashboards() -> None:
+    wiki = from_values("dev", {**DEV, "runbookBaseUrl": "https://wiki.example.org/observability/alerts",
+                               "grafanaExternalUrl": "https://grafana.example.org/"})
+    notes = {r["alert"]: r["annotations"] for r in _rules(wiki) if "alert" in r}
+    assert notes["MimeServerDown"]["runbook_url"] == "https://wiki.example.org/observability/alerts#alert-mimeserverdown"
+    assert notes["MimeServerDown"]["dashboard_url"] == \
+        "https://grafana.example.org/d/service-overview?var-service={{ $labels.service }}"
+    from config.grafana import dashboards
+    assert not [uid for uid in dashboards(wiki) if uid.startswith("runbook-")]
+
+
+def test_every_alert_has_a_runbook_and_every_runbook_an_alert(dev: StackSettings) -> None:
+    from config.grafana import dashboards, runbooks
+    from config.rules import alert_names
+
+    everything = from_values("dev", {**DEV, "logShipper": "promtail"})  # the only alert name promtail changes is shared
+    assert set(runbooks.runbooks()) == set(alert_names(dev)) | set(alert_names(everything))
+    assert {uid for uid in dashboards(dev) if uid.startswith("runbook-")} == {
+        runbooks.uid(name) for name in alert_names(dev)}
+
+
+def test_error_logs_link_opens_explore_on_the_service_s_error_lines(dev: StackSettings) -> None:
+    notes = {r["alert"]: r["annotations"] for r in _rules(dev) if "alert" in r}
+    assert "logs_url" in notes["MimeServerDown"] and "logs_url" in notes["ErrorRateBudgetBurn"]
+    assert "logs_url" not in notes["TargetDown"]  # the stack's own components: no request logs to filter
+    no_logs = from_values("dev", {**DEV, "logsEnabled": False})
+    assert all("logs_url" not in r["annotations"] for r in _rules(no_logs) if "alert" in r)
 
 
 def test_recording_rules_cover_every_sli_window_and_carry_service_and_sli(dev: StackSettings) -> None:
