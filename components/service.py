@@ -109,9 +109,10 @@ def hardened_container(
         ))
 
     uploads = [docker.ContainerUploadArgs(file=path, content=text) for path, text in sorted(spec.files.items())]
+    owner = None if spec.file_owner is None else str(spec.file_owner)  # a string in pulumi-docker's schema
     uploads += [
         docker.ContainerUploadArgs(file=path, content=pulumi.Output.secret(value), permissions="0440",
-                                   owner=spec.file_owner, group=spec.file_owner)
+                                   owner=owner, group=owner)
         for path, value in sorted(spec.secret_files.items())
     ]
 
