@@ -116,6 +116,12 @@ def hardened_container(
         for path, value in sorted(spec.secret_files.items())
     ]
 
+    # Docker refuses every upload into a container whose root filesystem is read-only: the provider
+    # copies the files to "/" and the daemon checks that destination ("container rootfs is marked
+    # read-only"). A container that receives files keeps a writable root; its non-root user owns
+    # nothing there, and `make rehearse` checks that it writes nothing there but those files.
+    read_only = spec.read_only and not uploads
+
     volumes = [
         docker.ContainerVolumeArgs(
             container_path=m.target,
@@ -144,7 +150,7 @@ def hardened_container(
         memory=svc.memory_mb,
         capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=sorted(spec.cap_adds) or None),
         security_opts=["no-new-privileges:true"],
-        read_only=spec.read_only,
+        read_only=read_only,
         tmpfs=spec.tmpfs or None,
         restart="unless-stopped",
         log_driver="json-file",
