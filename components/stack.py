@@ -43,7 +43,7 @@ class ObservabilityStack(pulumi.ComponentResource):
     """Every container of one environment; dependencies follow the data flow.
 
     Order (each arrow waits for the container before it to be healthy): alerting receivers ->
-    Alertmanager -> Prometheus; Jaeger -> mime-server -> gateway; Loki -> shipper;
+    Alertmanager -> Prometheus; Jaeger -> mime-server -> gateway -> Prometheus; Loki -> shipper;
     Prometheus, Loki, Jaeger -> Grafana.
     """
 
@@ -69,10 +69,14 @@ class ObservabilityStack(pulumi.ComponentResource):
             grafana_after.append(self.logs.loki)
         if self.tracing:
             grafana_after.append(self.tracing.jaeger)
+        # Prometheus also waits for the services whose availability SLO it computes: a scrape before
+        # they answer records up=0, and on a fresh TSDB one such sample pages AvailabilityBudgetBurn.
+        prometheus_after: list[pulumi.Resource] = [self.workload.mime_server, self.workload.gateway]
+        if self.alerting:
+            prometheus_after.append(self.alerting.alertmanager)
         self.monitoring = CoreMonitoring(
             "monitoring", settings, self.network,
-            prometheus_after=[self.alerting.alertmanager] if self.alerting else [],
-            grafana_after=grafana_after, opts=child)
+            prometheus_after=prometheus_after, grafana_after=grafana_after, opts=child)
         self.register_outputs({})
 
     def containers(self) -> dict[str, pulumi.Output[str]]:
