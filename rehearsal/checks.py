@@ -178,6 +178,37 @@ def quiet_when_healthy(prometheus: str, left_out: set[str]) -> Check:
                  {"alerts": unexpected, "about_services_left_out": expected})
 
 
+def addresses_answer(engine: Podman, probe_from: str, wanted: dict[str, set[tuple[str, int]]],
+                     aliases: dict[str, str], running: set[str]) -> Check:
+    """Every host:port a container's config, env or command names is a network alias of the stack,
+    and, where that service runs, answers on that port from inside the network (a TCP connect made
+    from `probe_from`, a container of the stack with Python)."""
+    unknown: dict[str, list[str]] = {}
+    silent: dict[str, list[str]] = {}
+    answered, not_rehearsed = 0, 0
+    script = ("import socket,sys\nfor a in sys.argv[1:]:\n h,p=a.rsplit(':',1)\n"
+              " try:\n  socket.create_connection((h,int(p)),3).close(); print(a,'ok')\n"
+              " except OSError as e:\n  print(a,type(e).__name__)")
+    targets = sorted({f"{h}:{p}" for pairs in wanted.values() for h, p in pairs if aliases.get(h) in running})
+    done = engine.run("exec", probe_from, "python", "-c", script, *targets, check=False)
+    result = dict(line.split(" ", 1) for line in done.stdout.decode().splitlines() if " " in line)
+    for consumer, pairs in sorted(wanted.items()):
+        for host, port in sorted(pairs):
+            where = f"{host}:{port}"
+            if host not in aliases:
+                unknown.setdefault(consumer, []).append(where)
+            elif aliases[host] not in running:
+                not_rehearsed += 1
+            elif result.get(where) == "ok":
+                answered += 1
+            else:
+                silent.setdefault(consumer, []).append(f"{where} ({result.get(where, 'not probed')})")
+    return Check("configs_address_aliases_that_answer", not unknown and not silent,
+                 f"{answered} answer, {not_rehearsed} not rehearsed, {sum(map(len, unknown.values()))} no alias, "
+                 f"{sum(map(len, silent.values()))} silent",
+                 {"no_such_alias": unknown, "not_answering": silent, "probed_from": probe_from})
+
+
 # --- traces ------------------------------------------------------------------------------------
 
 

@@ -150,6 +150,40 @@ def declare(stack: str = "dev") -> Declared:
     )
 
 
+URL = re.compile(r"\b(?:https?|grpc)://([A-Za-z0-9_.-]+):(\d+)")
+SELF = {"localhost", "127.0.0.1", "0.0.0.0", "::"}
+
+
+def addresses(declared: Declared) -> dict[str, set[tuple[str, int]]]:
+    """Per container, the host:port of every other service its uploads, env and command name: URLs,
+    and Prometheus's scrape and Alertmanager targets (host:port without a scheme)."""
+    import yaml
+
+    found: dict[str, set[tuple[str, int]]] = {}
+    for name, reg in declared.containers.items():
+        texts = [u.get("content", "") for u in reg.inputs.get("uploads") or []]
+        texts += list(reg.inputs.get("envs") or []) + list(reg.inputs.get("command") or [])
+        pairs = {(h, int(p)) for text in texts for h, p in URL.findall(text)}
+        for upload in reg.inputs.get("uploads") or []:
+            if upload["file"].endswith("prometheus.yml"):
+                doc = yaml.safe_load(upload["content"]) or {}
+                static = [sc for job in doc.get("scrape_configs") or [] for sc in job.get("static_configs") or []]
+                static += [sc for am in (doc.get("alerting") or {}).get("alertmanagers") or []
+                           for sc in am.get("static_configs") or []]
+                for sc in static:
+                    for target in sc.get("targets") or []:
+                        host, _, port = target.rpartition(":")
+                        pairs.add((host, int(port)))
+        found[name] = {(h, p) for h, p in pairs if h not in SELF}
+    return found
+
+
+def aliases(declared: Declared) -> dict[str, str]:
+    """Network alias -> the container that answers to it."""
+    return {alias: name for name, reg in declared.containers.items()
+            for net in reg.inputs.get("networksAdvanced") or [] for alias in net.get("aliases") or []}
+
+
 PYTHON_BASE = re.compile(r"(?:docker\.io/library/)?python:(\d+\.\d+)\.\d+-slim-(\w+)")
 
 

@@ -27,7 +27,7 @@ from config.settings import PROJECT_DIR, load_stack
 from rehearsal import checks
 from rehearsal.engine import EngineError, Podman
 from rehearsal.health import HEALTHY, HealthMonitor
-from rehearsal.program import LEFT_OUT, Declared, declare, repository
+from rehearsal.program import LEFT_OUT, Declared, addresses, aliases, declare, repository
 from rehearsal.translate import ContainerRun, TranslationError, network_args, translate_container, upload_tar, volume_args
 
 LOCK = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / "observability-rehearsal.lock"
@@ -133,16 +133,17 @@ class Rehearsal:
     def _create(self, name: str) -> None:
         outcome = self.outcomes[name]
         try:
+            if name not in self.runs:
+                return  # left out, refused or failed in prepare()
             for dep in sorted(self.d.depends[name]):
                 dep_outcome = self.outcomes[dep]
                 dep_outcome.done.wait()
                 if dep_outcome.state == "left out":
                     self.notes.add(f"{name} started without waiting for {dep}, which is left out")
                 elif not dep_outcome.ok:
-                    outcome.state, outcome.detail = "not created", f"waits for {dep}, which {dep_outcome.state}"
+                    outcome.state = "not created"
+                    outcome.detail = f"waits for {dep}: {dep_outcome.detail or dep_outcome.state}"
                     return
-            if name not in self.runs:
-                return  # left out, refused or failed in prepare()
             run = self.runs[name]
             began = time.monotonic()
             self.engine.run(*run.create_argv())
@@ -271,8 +272,8 @@ def mismatches(run: ContainerRun, info: dict[str, Any]) -> list[str]:
         elif key == "networks":
             nets = info["NetworkSettings"].get("Networks") or {}
             differs("networks", sorted(want), sorted(nets))
-            for net, aliases in want.items():
-                missing = set(aliases) - set((nets.get(net) or {}).get("Aliases") or [])
+            for net, names in want.items():
+                missing = set(names) - set((nets.get(net) or {}).get("Aliases") or [])
                 if missing:
                     found.append(f"network {net}: aliases {sorted(missing)} missing")
         elif key == "ports":
@@ -388,11 +389,13 @@ def rehearse(stack: str = "dev", keep: bool = False, out: Path | None = None, al
             results.append(check)
         if "prometheus" in running:
             log("validate: Prometheus targets")
-            aliases = {a: n for n, reg in declared.containers.items()
-                       for net in reg.inputs.get("networksAdvanced") or [] for a in net.get("aliases") or []}
-            results.append(checks.prometheus_targets(urls["prometheus"], running, aliases, timeout_s=90))
+            results.append(checks.prometheus_targets(urls["prometheus"], running, aliases(declared), timeout_s=90))
         if "prometheus" in running:
             results.append(checks.prometheus_rules(urls["prometheus"], rule_files(declared)))
+        probe = next((r.container_name(n) for n in ("webhook-receiver", "backup", "mime-server") if n in running), None)
+        if probe:
+            log("validate: every address the configs name")
+            results.append(checks.addresses_answer(engine, probe, addresses(declared), aliases(declared), running))
         if "jaeger" in running:
             log("validate: traces in Jaeger")
             results.append(checks.jaeger_traces(urls["jaeger"]))

@@ -17,6 +17,7 @@ import io
 import json
 import re
 import tarfile
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -439,6 +440,7 @@ def upload_tar(upload: Upload) -> bytes:
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         info = tarfile.TarInfo(upload.path.lstrip("/"))
         info.size, info.mode, info.uid, info.gid = len(upload.content), upload.mode, upload.uid, upload.gid
+        info.mtime = int(time.time())  # the provider stamps the time of the upload
         tar.addfile(info, io.BytesIO(upload.content))
     return buf.getvalue()
 

@@ -9,6 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [ "$(id -u)" != "0" ]; then
+  echo "error: make rehearse runs podman as root (rootful: runc, cgroupfs, netavark); run it as root or with sudo" >&2
+  exit 2
+fi
+
 if [ -z "${PYTHON:-}" ]; then
   if [ ! -x venv/bin/python ]; then
     python3 -m venv venv
