@@ -125,8 +125,14 @@ def hardened_container(name: str, args: DockerServiceArgs, image: pulumi.Input[s
                              "which the stack does not provide")
         content = pulumi.Output.all(*(secrets[s] for s in secret_file.secrets)).apply(
             lambda values, template=secret_file.template: template.format(*values))
+        owner = None if spec.file_owner is None else str(spec.file_owner)  # a string in pulumi-docker's schema
         uploads.append(docker.ContainerUploadArgs(file=secret_file.path, content=pulumi.Output.secret(content),
-                                                  permissions="0440", owner=spec.file_owner, group=spec.file_owner))
+                                                  permissions="0440", owner=owner, group=owner))
+    # Docker refuses every upload into a container whose root filesystem is read-only: the provider
+    # copies the files to "/" and the daemon checks that destination ("container rootfs is marked
+    # read-only"). A container that receives files keeps a writable root; its non-root user owns
+    # nothing there, and `make rehearse` checks that it writes nothing there but those files.
+    read_only = spec.read_only and not uploads
 
     mounts = [docker.ContainerVolumeArgs(container_path=v.path, volume_name=volumes[v.name].name,
                                          read_only=v.read_only) for v in spec.volumes]
@@ -152,7 +158,7 @@ def hardened_container(name: str, args: DockerServiceArgs, image: pulumi.Input[s
         memory=args.memory_mb,
         capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=sorted(spec.cap_adds) or None),
         security_opts=["no-new-privileges:true"],
-        read_only=spec.read_only,
+        read_only=read_only,
         tmpfs=dict(spec.tmpfs) or None,
         restart="unless-stopped",
         log_driver="json-file",

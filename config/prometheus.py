@@ -105,5 +105,8 @@ def _meta_alerts(settings: StackSettings) -> tuple[MetaAlert, ...]:
 
 PROMETHEUS = Service(
     name="prometheus", key="prometheus", image="remote", container=_container, port=PORT,
-    health=Endpoint(PORT, "/-/healthy"), metrics=Endpoint(PORT, "/metrics"), after=("alertmanager",),
+    health=Endpoint(PORT, "/-/healthy"), metrics=Endpoint(PORT, "/metrics"),
+    # it sends to Alertmanager; and its first scrape of the workload must find it answering, or one
+    # up == 0 sample on a fresh database pages AvailabilityBudgetBurn (seen in `make rehearse`)
+    after=("alertmanager", "mime-server", "mockup-gateway"),
     meta_alerts=_meta_alerts, config_root=CONFIG_ROOT)

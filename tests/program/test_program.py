@@ -132,6 +132,7 @@ def test_dependency_graph_has_no_cycle_and_follows_data_flow(stack):
     assert "mime-server" in graph["mockup-gateway"]
     assert "jaeger" in graph["mime-server"]
     assert "alertmanager" in graph["prometheus"]
+    assert {"mime-server", "mockup-gateway"} <= graph["prometheus"]  # no up=0 scrape before they answer
 
 
 def test_cycle_detection_names_the_containers():
@@ -140,11 +141,9 @@ def test_cycle_detection_names_the_containers():
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_critical_path_is_three_healthy_containers(stack):
+def test_critical_path_is_the_workload_then_prometheus_then_grafana(stack):
     path = critical_path(run(stack))
-    assert len(path) == 3
-    assert path in (["jaeger", "mime-server", "mockup-gateway"], ["jaeger", "mime-server", "backup"],
-                    ["alertmanager", "prometheus", "grafana"], ["loki", "grafana"])
+    assert path == ["jaeger", "mime-server", "mockup-gateway", "prometheus", "grafana"]
 
 
 def _plain_strings(value, inside_secret=False):

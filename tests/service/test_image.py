@@ -18,8 +18,14 @@ def instructions(name: str) -> list[str]:
 
 
 def test_base_image_is_a_pinned_slim_python() -> None:
-    (base,) = instructions("FROM")
-    assert re.fullmatch(r"python:3\.1[12]\.\d+-slim-bookworm", base), base
+    from components.images import BUILD_ARGS, PYTHON_IMAGE
+
+    # Both images take their base from one build argument, pinned once in components/images.py.
+    for dockerfile in (DOCKERFILE, (PACKAGE.parent / "ops" / "Dockerfile").read_text()):
+        lines = [line for line in dockerfile.splitlines() if line and not line.startswith("#")]
+        assert lines[:2] == ["ARG PYTHON_IMAGE", "FROM ${PYTHON_IMAGE}"], lines[:2]
+    assert re.fullmatch(r"python:3\.1[12]\.\d+-slim-bookworm", PYTHON_IMAGE), PYTHON_IMAGE
+    assert BUILD_ARGS == {"PYTHON_IMAGE": PYTHON_IMAGE}
 
 
 def test_runs_as_uid_10001_with_healthcheck_and_default_command() -> None:
