@@ -89,11 +89,18 @@ def error_ratio_expr(settings: StackSettings, sli: slo.Sli, rng: str) -> str:
         return f'1 - avg by (service) (avg_over_time(up{{service=~"{svc}"}}[{rng}]))'
     sel = f'service=~"{svc}", route=~"{SLO_ROUTES}"'
     if sli.name == "errors":
-        total = f"sum by (service) (rate(http_requests_total{{{sel}}}[{rng}]))"
+        total = request_rate_expr(sli, rng)
         bad = f'sum by (service) (rate(http_requests_total{{{sel}, code=~"5.."}}[{rng}]))'
         # a service with traffic but no 5xx series yet has an error ratio of 0, not no data
         return f"(\n  {bad}\n  or\n  0 * {total}\n)\n/\n({total} > 0)"
     return f"1 - (\n{latency_good_expr(settings, rng, settings.slo.latency_seconds)}\n)"
+
+
+def request_rate_expr(sli: slo.Sli, rng: str) -> str:
+    """PromQL of a request SLI's /v1 requests per second over `rng`, by service (its ratio's denominator)."""
+    sel = f'service=~"{_services(sli)}", route=~"{SLO_ROUTES}"'
+    metric = "http_requests_total" if sli.name == "errors" else "http_request_duration_seconds_count"
+    return f"sum by (service) (rate({metric}{{{sel}}}[{rng}]))"
 
 
 def latency_good_expr(settings: StackSettings, rng: str, threshold: float) -> str:
@@ -102,8 +109,7 @@ def latency_good_expr(settings: StackSettings, rng: str, threshold: float) -> st
     sel = f'service=~"{_services(sli)}", route=~"{SLO_ROUTES}"'
     le = slo.check_bucket(threshold, slo.service_buckets())
     fast = f'sum by (service) (rate(http_request_duration_seconds_bucket{{{sel}, le="{le}"}}[{rng}]))'
-    total = f"sum by (service) (rate(http_request_duration_seconds_count{{{sel}}}[{rng}]))"
-    return f"  {fast}\n  /\n  ({total} > 0)"
+    return f"  {fast}\n  /\n  ({request_rate_expr(sli, rng)} > 0)"
 
 
 def recording_groups(settings: StackSettings, t: RuleTimings) -> list[dict[str, Any]]:
@@ -120,6 +126,10 @@ def recording_groups(settings: StackSettings, t: RuleTimings) -> list[dict[str, 
             rules.append({"record": slo.burn_rate_record(w),
                           "expr": f'{slo.error_ratio_record(w)}{{sli="{sli.name}"}} / {_num(budget)}',
                           "labels": {"sli": sli.name}})
+        if sli.kind == "request":
+            for w in slo.guard_windows():
+                rules.append({"record": slo.request_rate_record(w), "expr": request_rate_expr(sli, t.window(w)),
+                              "labels": {"sli": sli.name}})
         groups.append({"name": f"slo-{sli.name}", "rules": rules})
     period = slo.period_window(settings)
     budget_rules: list[dict[str, Any]] = [
@@ -163,6 +173,12 @@ def slo_alert_groups(settings: StackSettings, t: RuleTimings) -> list[dict[str, 
             sel = f'{{sli="{sli.name}"}}'
             expr = (f"{slo.burn_rate_record(bw.long)}{sel} > {factor}\nand\n"
                     f"{slo.burn_rate_record(bw.short)}{sel} > {factor}")
+            if sli.kind == "request" and bw.severity == "critical":
+                # low-traffic guard: the events spent in the window must be the page's share of a
+                # period's budget at the usual traffic, not only its share of the few requests there are
+                usual = slo.request_rate_record(slo.traffic_reference_window())
+                expr += (f"\nand\n{slo.burn_rate_record(bw.long)}{sel} * {slo.request_rate_record(bw.long)}{sel}"
+                         f" / {usual}{sel} > {factor}")
             share = f"{bw.budget_share:.0%}"
             burn.append(_alert(
                 burn_alert_name(sli), expr, t.page_for if bw.severity == "critical" else t.ticket_for,

@@ -58,6 +58,11 @@ def burn_rate_record(window: str) -> str:
     return f"slo:burn_rate:ratio_rate{window}"
 
 
+def request_rate_record(window: str) -> str:
+    """Record name of a request SLI's events per second over `window`: slo:sli_requests:rate<window>."""
+    return f"slo:sli_requests:rate{window}"
+
+
 # --- durations ----------------------------------------------------------------------------------
 
 _UNITS: dict[str, float] = {"ms": 1 / 1000, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -142,6 +147,18 @@ BURN_WINDOWS: tuple[BurnWindow, ...] = (
 
 # Windows every SLI records its error ratio over (the period window is added from settings).
 RECORD_WINDOWS: tuple[str, ...] = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+
+
+def traffic_reference_window() -> str:
+    """The window whose request rate stands for a period's usual traffic: the longest burn window
+    (a month's average would need a month of data; three days exist three days after an install)."""
+    return max((w.long for w in BURN_WINDOWS), key=duration_seconds)
+
+
+def guard_windows() -> tuple[str, ...]:
+    """Windows the page alerts' low-traffic guard reads request rates over: page long windows + reference."""
+    longs = [w.long for w in BURN_WINDOWS if w.severity == "critical"]
+    return tuple(dict.fromkeys([*longs, traffic_reference_window()]))
 
 
 def burn_rate_factor(budget_share: float, period_hours: float, window_hours: float) -> float:
