@@ -5,7 +5,8 @@ release the stack deploys (module github.com/prometheus/prometheus v0.316.0 = Pr
 and evaluates the rule groups step by step as `promtool test rules` does, reading each alerting
 rule's state after every evaluation: pending, firing and resolved times with `for` applied by the
 rule manager. It is built on first use into the tools cache, outside the repository, like
-scripts/tools.sh builds the servers.
+scripts/tools.sh builds the servers; `python -m bench.alert_quality.evaluate` builds it ahead of a
+test run and prints its path.
 """
 
 from __future__ import annotations
@@ -232,3 +233,7 @@ def run(timelines: list[Timeline], settings: StackSettings, timings: RuleTimings
         out[sc.name] = Evaluation(sc.name, episodes, figures["evaluations"], figures["samples"], figures["seconds"],
                                   step, max(step, seconds(sc.coarse_interval)))
     return out
+
+
+if __name__ == "__main__":  # `python -m bench.alert_quality.evaluate`: build (if needed) and print the path
+    print(evaluator_binary())
