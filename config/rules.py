@@ -135,6 +135,11 @@ def recording_groups(settings: StackSettings, t: RuleTimings) -> list[dict[str, 
             rules.append({"record": slo.burn_rate_record(w),
                           "expr": f'{slo.error_ratio_record(w)}{{sli="{sli.name}"}} / {_num(budget)}',
                           "labels": {"sli": sli.name}})
+        if sli.counts_requests:
+            for w in slo.guard_windows():
+                rules.append({"record": slo.request_rate_record(w),
+                              "expr": sli.query(str(sli.total), t.window(w), _le(settings.slo)),
+                              "labels": {"sli": sli.name}})
         groups.append({"name": f"slo-{sli.name}", "rules": rules})
     period = slo.period_window(settings)
     budget_rules: list[dict[str, Any]] = [
@@ -208,6 +213,12 @@ def slo_alert_groups(settings: StackSettings, t: RuleTimings) -> list[dict[str, 
             sel = f'{{sli="{sli.name}"}}'
             expr = (f"{slo.burn_rate_record(bw.long)}{sel} > {factor}\nand\n"
                     f"{slo.burn_rate_record(bw.short)}{sel} > {factor}")
+            if sli.counts_requests and bw.severity == "critical":
+                # low-traffic guard: the events spent in the window must be the page's share of a
+                # period's budget at the usual traffic, not only its share of the few requests there are
+                usual = slo.request_rate_record(slo.traffic_reference_window())
+                expr += (f"\nand\n{slo.burn_rate_record(bw.long)}{sel} * {slo.request_rate_record(bw.long)}{sel}"
+                         f" / {usual}{sel} > {factor}")
             share = f"{bw.budget_share:.0%}"
             burn.append(_alert(
                 settings, burn_alert_name(sli), expr, t.page_for if bw.severity == "critical" else t.ticket_for,

@@ -56,6 +56,11 @@ class Sli:
         """True when the SLI counts requests against the latency threshold (`{le}`)."""
         return any("{le}" in (t or "") for t in (self.good, self.bad, self.total))
 
+    @property
+    def counts_requests(self) -> bool:
+        """True for a request-based SLI (it has a `total`); False for a time-based one."""
+        return self.total is not None
+
     def objective(self, targets: SloTargets) -> float:
         """Good-event ratio the commitment requires."""
         value = float(getattr(targets, self.target))
@@ -126,6 +131,11 @@ def error_ratio_record(window: str) -> str:
 def burn_rate_record(window: str) -> str:
     """Record name of the burn rate over `window`: slo:burn_rate:ratio_rate<window>."""
     return f"slo:burn_rate:ratio_rate{window}"
+
+
+def request_rate_record(window: str) -> str:
+    """Record name of a request SLI's events per second over `window`: slo:sli_requests:rate<window>."""
+    return f"slo:sli_requests:rate{window}"
 
 
 def sla_compliance_record(settings: StackSettings) -> str:
@@ -214,6 +224,18 @@ BURN_WINDOWS: tuple[BurnWindow, ...] = (
     BurnWindow("warning", 0.10, "1d", "2h"),
     BurnWindow("warning", 0.10, "3d", "6h"),
 )
+
+def traffic_reference_window() -> str:
+    """The window whose request rate stands for a period's usual traffic: the longest burn window
+    (a month's average would need a month of data; three days exist three days after an install)."""
+    return max((w.long for w in BURN_WINDOWS), key=duration_seconds)
+
+
+def guard_windows() -> tuple[str, ...]:
+    """Windows the page alerts' low-traffic guard reads request rates over: page long windows + reference."""
+    longs = [w.long for w in BURN_WINDOWS if w.severity == "critical"]
+    return tuple(dict.fromkeys([*longs, traffic_reference_window()]))
+
 
 def burn_rate_factor(budget_share: float, period_hours: float, window_hours: float) -> float:
     """Burn rate that spends `budget_share` of the budget in the window: share x period h / window h."""

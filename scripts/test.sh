@@ -24,6 +24,9 @@ if [ ! -x venv/bin/python ]; then
   "$PYTHON" -m venv venv
 fi
 venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+# The alert-quality evaluator (Go, Prometheus' own rule manager at the pinned version), built once
+# outside the repository, before pytest's per-test timeout starts counting.
+venv/bin/python -m bench.alert_quality.evaluate >/dev/null
 
 set +e
 venv/bin/python -m pytest "$@"

@@ -1,0 +1,1 @@
+"""Alert quality: scenario format, ground truth, the Prometheus evaluator and its agreement with promtool."""
