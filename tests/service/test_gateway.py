@@ -371,7 +371,9 @@ class Recorded:
 def recorded(tmp_path: Path) -> Iterator[Recorded]:
     recorder = Recorder()
     with ThreadedServer(recorder.app()) as upstream:
-        gateway = gateway_harness(tmp_path, upstream.url)
+        # a generous upstream timeout: on a loaded machine the pool test holds requests for seconds, and
+        # a request timed out upstream frees its connection for a waiting one (the pool is not the limit then)
+        gateway = gateway_harness(tmp_path, upstream.url, upstream_timeout=60.0)
         with ThreadedServer(gateway.app) as front:
             yield Recorded(recorder, gateway, front, upstream)
 
