@@ -320,7 +320,7 @@ def test_small_upload_is_kept_in_memory(server: Harness, spills: list[int]) -> N
 
 
 @pytest.mark.parametrize("case", ["413 streamed", "413 multipart", "400 empty", "400 truncated multipart",
-                                  "400 multipart without file", "400 client disconnected"])
+                                  "400 multipart without file", "499 client disconnected"])
 def test_failed_upload_leaves_nothing_in_tmp(server: Harness, spills: list[int], case: str) -> None:
     headers, disconnect_after = None, None
     if case == "413 streamed":
@@ -361,7 +361,8 @@ def test_client_disconnect_mid_body_leaves_nothing_in_tmp(tmp_path: Path) -> Non
         # The connection is closed 40 000 bytes short: the server sees a disconnect.
         assert eventually(lambda: harness.access_lines()), "the aborted request was never logged"
         assert eventually(lambda: not list(tmp.iterdir())), f"left in tmp/: {list(tmp.iterdir())}"
-    assert harness.access_lines()[-1]["http_status"] == 400
+    assert harness.access_lines()[-1]["http_status"] == 499  # client closed request: no answer could be sent
+    assert harness.access_lines()[-1]["level"] == "warn"
     assert stored_names(harness.storage) == []
 
 
@@ -394,7 +395,7 @@ def test_upload_makes_no_file_system_call_on_the_event_loop(server: Harness, spi
                 post_in_pieces(server.app, pieces_of(b"z" * (64 * 1024 + 1)))[0],
                 post_in_pieces(server.app, pieces_of(b"y" * 9000), disconnect_after=2)[0]]
     monkeypatch.undo()
-    assert outcomes == [201, 201, 201, 413, 400]
+    assert outcomes == [201, 201, 201, 413, 499]
     assert loop_threads == {threading.get_ident()} and spills  # anyio.run runs the loop in this thread
     assert {name for name, _ in calls} >= {"open", "write", "fsync", "close", "replace", "unlink", "mkstemp"}
     on_loop = [name for name, thread in calls if thread in loop_threads]
@@ -430,20 +431,41 @@ def test_filename_path_components_are_stripped(server: Harness) -> None:
     assert response.json()["filename"] == "passwd.txt"
 
 
-def test_unhandled_exception_is_500_json_and_logged_as_error(server: Harness,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unhandled_exception_is_500_json_without_its_text_and_logged_as_error(
+        server: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     store = server.app.state.server.store
 
     def broken_commit(*args: object) -> None:
-        raise OSError(28, "No space left on device")
+        raise OSError(5, "Input/output error at /srv/secret/path")
 
     monkeypatch.setattr(store, "commit", broken_commit)
     response = server.client.post("/v1/files", content=b"data\n")
     assert response.status_code == 500
-    assert "No space left on device" in response.json()["detail"]
+    body = response.json()
+    assert body["error"] == "internal_error" and "/srv/secret/path" not in response.text
+    assert body["value"] == response.headers["x-request-id"]
     line = server.access_lines()[-1]
     assert (line["level"], line["status"], line["http_status"]) == ("error", "error", 500)
-    assert "OSError" in line["error"]
+    assert "Input/output error at /srv/secret/path" in line["error"]  # the log keeps what happened
+    assert list((server.storage / "tmp").iterdir()) == []
+
+
+def test_full_disk_is_507_with_a_clear_message_and_nothing_left_in_tmp(
+        server: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = server.app.state.server.store
+
+    def full_commit(*args: object) -> None:
+        raise OSError(28, "No space left on device: '/data/tmp/upload-x.part'")
+
+    monkeypatch.setattr(store, "commit", full_commit)
+    response = server.client.post("/v1/files", content=b"data\n")
+    assert response.status_code == 507
+    assert response.json() == {"error": "insufficient_storage",
+                               "detail": "the storage volume is full: the upload was not stored; retry later"}
+    assert "/data/tmp" not in response.text and response.headers["retry-after"] == "60"
+    lines = server.log_lines()
+    assert any(line["msg"] == "storage full: upload refused" and line["errno"] == "ENOSPC" for line in lines)
+    assert server.access_lines()[-1]["http_status"] == 507
     assert list((server.storage / "tmp").iterdir()) == []
 
 

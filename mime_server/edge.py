@@ -1,0 +1,293 @@
+"""The HTTP edge of both services: uvicorn's httptools protocol with bounded heads, timeouts and connections.
+
+uvicorn with httptools bounds none of these (measured in bench.edge): a request head of any size
+or field count is buffered, a connection that sends nothing or sends slowly is never closed, and
+``limit_concurrency`` only answers 503 after reading a head it does not bound. ``EdgeProtocol``
+adds, per connection, for the limits of :class:`~mime_server.limits.EdgeLimits`:
+
+- the head (request target + header fields) is counted as it is parsed, and the raw bytes of an
+  unfinished head as they arrive: past ``max_header_bytes`` or ``max_headers`` the request is
+  answered 431 before the rest is read, so a header bomb costs at most one socket read;
+- a head must be complete ``header_timeout`` seconds after the connection opened (or after the
+  first byte of a kept-alive connection's next request): then 408, or a silent close when not
+  one byte came; a body must not stall ``body_timeout`` seconds while the server waits for it:
+  then the application's ``receive()`` raises a 408 ApiError, answered by the app as JSON;
+- past ``max_connections`` open connections a new one is answered 503 with Retry-After at once;
+- a request the parser rejects (bad syntax, two Content-Length, bad chunk) is answered 400 JSON
+  if its head was not complete yet, or through the application as a 400 ApiError from
+  ``receive()`` if it was.
+
+Every request answered here (the application never ran) goes to the service's access log and
+``http_requests_total`` through an :class:`EdgeRecorder`, like those the application answers.
+The answer is written, the sending side shut, and what the client still sends is read and
+dropped for a moment before closing ("lingering close"): closing with unread input would reset
+the connection and the client could lose the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any, ClassVar, Protocol
+
+import httptools
+from uvicorn._types import ASGI3Application, ASGIReceiveEvent
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+
+from mime_server.errors import ApiError
+from mime_server.limits import EdgeLimits
+
+# Room for the request line's method and version, separators and optional whitespace, which the
+# exact count (target + field names and values) leaves out, before the raw-bytes guard refuses.
+RAW_HEAD_SLACK = 1024
+# Seconds an answered-and-refused connection is drained before it is closed.
+LINGER_S = 2.0
+RETRY_AFTER_S = 1
+UNKNOWN_METHOD = "_OTHER"  # OpenTelemetry's name for a method that is not known
+_CLOSE = {"connection": "close"}
+# Where the connection is in the current request.
+IDLE, HEAD, BODY, DONE = range(4)
+
+
+class EdgeRecorder(Protocol):
+    """Records a request answered by the edge itself: the access-log line and ``http_requests_total``."""
+
+    def rejected(self, method: str, target: str, status: int, code: str, *, request_id: str,
+                 duration: float, bytes_in: int) -> None: ...
+
+
+class _Refused(Exception):
+    """Raised inside a parser callback to stop parsing a head over the limits."""
+
+
+class EdgeProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits of :class:`EdgeLimits` (see the module docstring).
+
+    Subclassed per service by :func:`edge_protocol`, which sets ``limits`` and ``recorder``.
+    """
+
+    limits: ClassVar[EdgeLimits]
+    recorder: ClassVar[EdgeRecorder]
+
+    def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._phase = IDLE
+        self._method = UNKNOWN_METHOD
+        self._head_raw = 0        # bytes received while the head was unfinished
+        self._head_bytes = 0      # target + completed header fields, exactly
+        self._fields = 0
+        self._refusal: tuple[int, str, str] | None = None
+        self._started = 0.0       # when the current request's first byte (or the connection) came
+        self._last_body = 0.0     # when the last body byte came
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._done = False        # answered by the edge or broken: input is dropped
+
+    # -- connection ------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._started = self.loop.time()
+        if len(self.connections) > self.limits.max_connections:
+            self._answer(503, "too_many_connections",
+                         f"the service holds its limit of {self.limits.max_connections} connections; retry",
+                         {"retry-after": str(RETRY_AFTER_S)})
+            return
+        self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_expired)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._done:
+            return  # answered already: drained while lingering
+        phase = self._phase
+        if phase == BODY:
+            self._last_body = self.loop.time()
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._no_upgrade()
+            return
+        except httptools.HttpParserError as exc:
+            self._parse_failed(exc)
+            return
+        # A read that began in a body may end with the start of a pipelined head: not counted, so an
+        # unfinished head is undercounted by at most one read, never a legitimate one overcounted.
+        if self._phase == HEAD and phase != BODY:
+            self._head_raw += len(data)
+            if self._head_raw > self.limits.max_header_bytes + RAW_HEAD_SLACK:
+                self._refuse_head()
+        elif self._phase == BODY and self._body_timer is None:
+            self._last_body = self.loop.time()
+            self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_expired)
+
+    # -- parser callbacks ------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._head_timer is None:  # a kept-alive connection's next request: its head's time starts now
+            self._started = self.loop.time()
+            self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_expired)
+        self._phase = HEAD
+        self._method = UNKNOWN_METHOD
+        self._head_raw = self._head_bytes = self._fields = 0
+
+    def on_url(self, url: bytes) -> None:
+        if not self.url:
+            self._method = self.parser.get_method().decode("ascii", "replace")
+        super().on_url(url)
+        self._head_bytes += len(url)
+        if self._head_bytes > self.limits.max_header_bytes:
+            self._refusal = (431, "header_too_large", f"request target over {self.limits.max_header_bytes} bytes")
+            raise _Refused
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields += 1
+        self._head_bytes += len(name) + len(value) + 4  # "name: value\r\n"
+        if self._fields > self.limits.max_headers:
+            self._refusal = (431, "too_many_headers", f"more than {self.limits.max_headers} header fields")
+            raise _Refused
+        if self._head_bytes > self.limits.max_header_bytes:
+            self._refusal = (431, "header_too_large",
+                             f"request head over {self.limits.max_header_bytes} bytes (target and header fields)")
+            raise _Refused
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._phase = BODY
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        answered = self.cycle is not None and self.cycle.response_complete  # e.g. 413 before the body ended
+        self._phase = IDLE if answered else DONE
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        if self._phase == DONE:
+            self._phase = IDLE
+        super().on_response_complete()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        receive = cycle.receive
+
+        async def guarded_receive() -> ASGIReceiveEvent:
+            # A body the edge gave up on (stalled, malformed) ends in an ApiError the app answers.
+            message = await receive()
+            error: ApiError | None = getattr(cycle, "edge_error", None)
+            if error is not None and not cycle.response_started:
+                raise error
+            return message
+
+        cycle.receive = guarded_receive  # type: ignore[method-assign]
+        super()._start_asgi_task(cycle, app)
+
+    # -- refusals --------------------------------------------------------------------------------
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if self._done or self._phase not in (IDLE, HEAD):
+            return
+        if self._phase == IDLE:  # not one byte of a request: nothing to answer
+            self.transport.close()
+            return
+        self._answer(408, "header_timeout",
+                     f"the request head was not complete within {self.limits.header_timeout:g}s")
+
+    def _body_expired(self) -> None:
+        self._body_timer = None
+        if self._done or self._phase != BODY:
+            return
+        now = self.loop.time()
+        idle = now - self._last_body
+        waiting_on_us = self.flow.read_paused or (self.cycle is not None and self.cycle.waiting_for_100_continue)
+        if waiting_on_us or idle < self.limits.body_timeout:
+            # Paused reading is the app's pace, and a client that expects 100-continue waits for the
+            # app's first receive(): neither is the client stalling. Wait again.
+            wait = self.limits.body_timeout - (0.0 if waiting_on_us else idle)
+            self._body_timer = self.loop.call_later(wait, self._body_expired)
+            return
+        self._fail_body(ApiError(408, "body_timeout", f"no byte of the request body for "
+                                 f"{self.limits.body_timeout:g}s", None, _CLOSE))
+
+    def _parse_failed(self, exc: httptools.HttpParserError) -> None:
+        refusal, self._refusal = self._refusal, None
+        if refusal is not None:
+            self._answer(*refusal)
+        elif self._phase in (IDLE, HEAD):
+            self._answer(400, "malformed_request", f"the request does not parse as HTTP/1.1: {exc}")
+        elif self._phase == DONE:  # garbage after a complete request: answer that one, then close
+            self._done = True
+            self._cancel_timers()
+            self.cycle.keep_alive = False
+        else:
+            self._fail_body(ApiError(400, "malformed_body", f"the request body does not parse: {exc}", None, _CLOSE))
+
+    def _no_upgrade(self) -> None:
+        # No protocol upgrade is served here (no WebSockets): the request is answered as a plain one
+        # and the connection ends with it, since what follows the head is the other protocol's.
+        self._done = True
+        self._cancel_timers()
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            self.transport.close()
+        else:
+            cycle.keep_alive = False
+
+    def _refuse_head(self) -> None:
+        self._answer(431, "header_too_large", f"request head over {self.limits.max_header_bytes} bytes "
+                     "(target and header fields)")
+
+    def _fail_body(self, error: ApiError) -> None:
+        """Give up on the current request's body: the app's next ``receive()`` raises ``error``."""
+        self._done = True
+        self._cancel_timers()
+        cycle = self.cycle
+        if cycle is None or cycle.response_started or cycle.disconnected:
+            self.transport.close()  # answered (or answering) already: only the connection is left
+            return
+        cycle.edge_error = error  # type: ignore[attr-defined]
+        cycle.keep_alive = False
+        cycle.more_body = False
+        cycle.message_event.set()
+
+    def _answer(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        """Answer the current request here (the app never saw it), record it, then linger and close."""
+        self._done = True
+        self._cancel_timers()
+        request_id = uuid.uuid4().hex
+        body = json.dumps({"error": code, "detail": detail}, separators=(",", ":")).encode()
+        head = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        extra = {"content-type": "application/json", "content-length": str(len(body)), "connection": "close",
+                 "x-request-id": request_id, **(headers or {})}
+        for name_text, value_text in extra.items():
+            head += [name_text.encode(), b": ", value_text.encode(), b"\r\n"]
+        self.transport.write(b"".join([*head, b"\r\n", body]))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self.transport.close)
+        url: bytes = getattr(self, "url", b"")  # unset before the first request began
+        target = url.decode("latin-1")
+        self.recorder.rejected(self._method, target, status, code, request_id=request_id,
+                               duration=max(0.0, self.loop.time() - self._started), bytes_in=self._head_raw)
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._head_timer, self._body_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._body_timer = None
+
+
+def edge_protocol(limits: EdgeLimits, recorder: EdgeRecorder) -> type[EdgeProtocol]:
+    """An :class:`EdgeProtocol` class bound to one service's limits and recorder (uvicorn's ``http=``)."""
+    return type("EdgeProtocol", (EdgeProtocol,), {"limits": limits, "recorder": recorder})
+
