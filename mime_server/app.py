@@ -124,22 +124,38 @@ class MimeServer:
         self.metrics.detections.labels(MIME_SERVICE, detection.mime_type).inc()
 
     async def detect(self, request: Request) -> Response:
-        # Only the prefix libmagic reads is kept: a large detect body is counted, not held.
-        buffer = bytearray()
+        # Only the prefix libmagic reads is kept: a large detect body is counted, not held. The
+        # prefix is an upload's buffer, so it shares the memory budget and spills to tmp/ past it.
+        pending = self.store.begin()
         keep = self.detector.bytes_max
 
         def sink(chunk: bytes) -> None:
-            room = keep - len(buffer)
+            room = keep - pending.size
             if room > 0:
-                buffer.extend(chunk[:room])
+                pending.write(chunk[:room])
 
-        body, filename = await self._read(request, sink)
-        with leaf_span(self.tracer, "detect") as span:
-            detection = await anyio.to_thread.run_sync(self.detector.detect_bytes, bytes(buffer), filename)
-            span.set_attribute("mime.type", detection.mime_type)
+        async def spill() -> None:
+            if pending.needs_spill:
+                await anyio.to_thread.run_sync(pending.spill)
+
+        try:
+            body, filename = await self._read(request, sink, spill)
+            with leaf_span(self.tracer, "detect") as span:
+                detection = await anyio.to_thread.run_sync(self._detect_prefix, pending, filename)
+                span.set_attribute("mime.type", detection.mime_type)
+        finally:
+            await self._discard(pending)
         self._record("detect", body.size, detection)
         return JSONResponse({"size": body.size, "mime_type": detection.mime_type, "charset": detection.charset,
                              "extension_mismatch": detection.extension_mismatch, "filename": filename})
+
+    def _detect_prefix(self, pending: PendingUpload, filename: str | None) -> Detection:
+        """Detect a detect request's kept prefix, from memory or from its spilled temp file. Blocking."""
+        if not pending.on_disk:
+            return self.detector.detect_bytes(pending.content(), filename)
+        pending.spill()  # the rest of the buffer, so the file holds the whole prefix
+        assert pending.path is not None
+        return self.detector.detect_file(str(pending.path), filename)
 
     def _detect_and_commit(self, pending: PendingUpload, filename: str | None) -> tuple[Detection, str, bool]:
         """Detect the type and commit the upload: one worker-thread hop, all the blocking work of an upload."""

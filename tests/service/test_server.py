@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.types import Message, Scope
 
+from mime_server.detection import DETECTION_SLOTS, Detector
 from mime_server.faults import FaultInjector, FaultSpec
 from mime_server.storage import PendingUpload
 from tests.service.conftest import ADMIN_KEY, Harness, ThreadedServer, eventually, make_server
@@ -140,8 +142,9 @@ def test_detect_holds_only_what_libmagic_reads_and_agrees_with_file(tmp_path: Pa
     harness = make_server(tmp_path, max_upload_bytes=64 * 1024 * 1024)
     detector = harness.app.state.server.detector
     seen: list[int] = []
-    detect_bytes = detector.detect_bytes
-    detector.detect_bytes = lambda data, filename=None: (seen.append(len(data)), detect_bytes(data, filename))[1]
+    detect_file = detector.detect_file  # a prefix this large is spilled to tmp/ and detected from there
+    detector.detect_file = lambda path, filename=None: (seen.append(os.stat(path).st_size),
+                                                        detect_file(path, filename))[1]
     data = PNG_1x1 + os.urandom(detector.bytes_max + 3 * 1024 * 1024)  # larger than libmagic reads
     sample = tmp_path / "big.png"
     sample.write_bytes(data)
@@ -151,6 +154,15 @@ def test_detect_holds_only_what_libmagic_reads_and_agrees_with_file(tmp_path: Pa
         answer = harness.client.post("/v1/detect", content=data).json()
     assert (answer["size"], answer["mime_type"]) == (len(data), expected)
     assert seen == [detector.bytes_max]  # the prefix `file` reads, not the whole body
+    assert list((harness.storage / "tmp").iterdir()) == []
+
+
+def test_detections_from_many_threads_share_a_bounded_pool_of_libmagic_cookies() -> None:
+    detector = Detector()  # each cookie holds its own ~8 MB copy of the magic database
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda i: detector.detect_bytes(b"plain text %d\n" % i).mime_type, range(200)))
+    assert answers == ["text/plain"] * 200
+    assert 1 <= detector.cookies <= DETECTION_SLOTS < 16
 
 
 def test_health_ready_and_metrics(server: Harness) -> None:
