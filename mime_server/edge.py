@@ -12,7 +12,10 @@ adds, per connection, for the limits of :class:`~mime_server.limits.EdgeLimits`:
   first byte of a kept-alive connection's next request): then 408, or a silent close when not
   one byte came; a body must not stall ``body_timeout`` seconds while the server waits for it:
   then the application's ``receive()`` raises a 408 ApiError, answered by the app as JSON;
-- past ``max_connections`` open connections a new one is answered 503 with Retry-After at once;
+- past ``max_connections`` open connections, the one that has waited longest without being served
+  (idle, or still sending its head: a slow client) is closed (408 if it had begun a request), so
+  slow or idle clients cannot lock others out; only when every connection is busy with a request is
+  the new one answered 503 with Retry-After, at once;
 - a request the parser rejects (bad syntax, two Content-Length, bad chunk) is answered 400 JSON
   if its head was not complete yet, or through the application as a 400 ApiError from
   ``receive()`` if it was.
@@ -90,10 +93,10 @@ class EdgeProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._started = self.loop.time()
-        if len(self.connections) > self.limits.max_connections:
+        if len(self.connections) > self.limits.max_connections and not self._make_room():
             self._answer(503, "too_many_connections",
-                         f"the service holds its limit of {self.limits.max_connections} connections; retry",
-                         {"retry-after": str(RETRY_AFTER_S)})
+                         f"the service holds its limit of {self.limits.max_connections} connections, all "
+                         "busy with requests; retry", {"retry-after": str(RETRY_AFTER_S)})
             return
         self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_expired)
 
@@ -229,6 +232,35 @@ class EdgeProtocol(HttpToolsProtocol):
             self.cycle.keep_alive = False
         else:
             self._fail_body(ApiError(400, "malformed_body", f"the request body does not parse: {exc}", None, _CLOSE))
+
+    def _make_room(self) -> bool:
+        """At the connection cap: close the longest-waiting connection that is not being served (idle,
+        or still sending its head), so that slow or idle clients cannot keep new ones out; False
+        when every other connection is busy with a request (then this one is refused: a real overload).
+        """
+        live = 0
+        victim: EdgeProtocol | None = None
+        for other in self.connections:
+            if other is self or not isinstance(other, EdgeProtocol) or other._done:
+                continue  # lingering after an answer: on its way out
+            live += 1
+            if other._phase in (IDLE, HEAD) and (victim is None or other._started < victim._started):
+                victim = other
+        if live < self.limits.max_connections:
+            return True
+        if victim is None:
+            return False
+        victim._evict()
+        return True
+
+    def _evict(self) -> None:
+        if self._phase == HEAD:  # a request was on its way, too slowly: it is answered
+            self._answer(408, "header_timeout", "the request head was still incomplete when the server needed "
+                         "its connection for another client")
+        else:  # idle: closed as the keep-alive timeout would
+            self._done = True
+            self._cancel_timers()
+            self.transport.close()
 
     def _no_upgrade(self) -> None:
         # No protocol upgrade is served here (no WebSockets): the request is answered as a plain one

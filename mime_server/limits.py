@@ -28,7 +28,8 @@ class EdgeLimits:
     header_timeout: float = 10.0         # seconds to receive a complete request head; then 408 (or close)
     body_timeout: float = 30.0           # seconds without a byte while a request body is due; then 408
     keepalive_timeout: float = 5.0       # seconds an idle kept-alive connection stays open
-    max_connections: int = 256           # open connections; one more is answered 503 with Retry-After
+    max_connections: int = 256           # open connections; past it the longest idle or slow-head one is
+                                         # closed, or, if every one is busy, the new one gets 503 + Retry-After
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -44,7 +45,8 @@ _OPTIONS = {
     "header_timeout": ("seconds to receive a complete request head; then 408 and close", parse_float),
     "body_timeout": ("seconds without a body byte while a request body is due; then 408 and close", parse_float),
     "keepalive_timeout": ("seconds an idle keep-alive connection stays open", parse_float),
-    "max_connections": ("open connections at once; one more gets 503 with Retry-After", parse_int),
+    "max_connections": ("open connections at once; past it the longest idle or slow-head one is closed, or, "
+                        "if all are busy, the new one gets 503 with Retry-After", parse_int),
 }
 
 

@@ -217,19 +217,66 @@ def test_idle_keep_alive_connection_is_closed(live: Live) -> None:
 # -- connections ------------------------------------------------------------------------------
 
 
-def test_connection_over_the_cap_gets_503_json_with_retry_after(live: Live) -> None:
+# Timeouts far longer than the tests: whatever closes a connection here is the cap, not a timer.
+PATIENT = EdgeLimits(max_connections=4, header_timeout=30, body_timeout=30, keepalive_timeout=30)
+
+
+@pytest.fixture
+def patient(tmp_path: Path) -> Iterator[Live]:
+    harness = make_server(tmp_path, max_upload_bytes=1024 * 1024)
+    with ThreadedServer(harness.app, limits=PATIENT) as server:
+        yield Live(harness, server)
+
+
+def test_connection_over_the_cap_closes_the_longest_idle_one_instead_of_refusing(patient: Live) -> None:
     with contextlib.ExitStack() as stack:
-        held = [stack.enter_context(connection(live.port)) for _ in range(LIMITS.max_connections)]
-        for sock in held:  # make sure the server has accepted every one
+        held = [stack.enter_context(connection(patient.port)) for _ in range(PATIENT.max_connections)]
+        for sock in held:  # served once, then idle on keep-alive
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
             assert read_answer(sock).status == 200
-        with connection(live.port) as extra:
+        with connection(patient.port) as extra:
+            extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert read_answer(extra).status == 200
+        assert closed_by_peer(held[0])
+        for sock in held[1:]:  # the others stay open and usable
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert read_answer(sock).status == 200
+    assert rejected_count(patient.harness, "mime-server", 503, "_OTHER") == 0
+
+
+def test_connection_over_the_cap_closes_the_oldest_slow_head_with_408(patient: Live) -> None:
+    with contextlib.ExitStack() as stack:
+        slow = []
+        for _ in range(PATIENT.max_connections):
+            slow.append(stack.enter_context(connection(patient.port)))
+            slow[-1].sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")  # never finished
+            time.sleep(0.05)  # one after the other: slow[0] has waited longest
+        with connection(patient.port) as extra:
+            extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert read_answer(extra).status == 200
+        evicted = read_answer(slow[0])
+    assert (evicted.status, evicted.json()["error"]) == (408, "header_timeout")
+    assert "needed its connection for another client" in evicted.json()["detail"]
+    assert rejected_count(patient.harness, "mime-server", 408, "GET") == 1
+
+
+def test_connection_over_the_cap_while_every_one_is_busy_gets_503_json_with_retry_after(patient: Live) -> None:
+    with contextlib.ExitStack() as stack:
+        busy = [stack.enter_context(connection(patient.port)) for _ in range(PATIENT.max_connections)]
+        for sock in busy:  # each one in the middle of an upload
+            sock.sendall(b"POST /v1/files HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        time.sleep(0.2)
+        with connection(patient.port) as extra:
             extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
             answer = read_answer(extra)
+        for index, sock in enumerate(busy):  # the busy ones were not disturbed
+            sock.sendall(b"defghi%d" % index)
+            assert read_answer(sock).status == 201
     assert answer.status == 503 and answer.headers["retry-after"] == "1"
     assert answer.json()["error"] == "too_many_connections"
-    assert rejected_count(live.harness, "mime-server", 503, "_OTHER") == 1
-    assert eventually(lambda: httpx.get(f"http://127.0.0.1:{live.port}/healthz").status_code == 200)
+    assert rejected_count(patient.harness, "mime-server", 503, "_OTHER") == 1
+    line = [line for line in patient.harness.access_lines() if line["http_status"] == 503][0]
+    assert (line["level"], line["status"]) == ("error", "error")  # a real overload: the service's own 5xx
 
 
 # -- what the parser rejects ------------------------------------------------------------------
