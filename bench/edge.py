@@ -155,9 +155,9 @@ def send_request(port: int, raw: bytes, timeout: float = 30.0) -> int | str:
         return read_status(sock, timeout)
 
 
-def upload_raw(port: int, index: int, base: bytes, key: bool) -> int | str:
-    """POST one distinct upload of len(base) bytes in 256 KiB pieces."""
-    head = (f"POST /v1/files HTTP/1.1\r\nHost: bench\r\nContent-Length: {len(base)}\r\n"
+def upload_raw(port: int, index: int, base: bytes, key: bool, path: str = "/v1/files") -> int | str:
+    """POST one distinct body of len(base) bytes in 256 KiB pieces."""
+    head = (f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {len(base)}\r\n"
             + (f"X-API-Key: {API_KEY}\r\n" if key else "") + "\r\n").encode()
     view = memoryview(index.to_bytes(8, "big") + base[8:])
     with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
@@ -208,13 +208,14 @@ def load_header_bombs(svc: dict[str, Any]) -> dict[str, Any]:
     return {"answers": answers, "memory": peak.result()}
 
 
-def load_uploads(svc: dict[str, Any], through_gateway: bool) -> dict[str, Any]:
-    base = os.urandom(UPLOAD_BYTES)
+def load_uploads(svc: dict[str, Any], through_gateway: bool, count: int = UPLOADS, size: int = UPLOAD_BYTES,
+                 path: str = "/v1/files") -> dict[str, Any]:
+    base = os.urandom(size)
     port = svc["ports"]["gateway" if through_gateway else "mime-server"]
     peak = Peak(svc["pids"] if through_gateway else {"mime-server": svc["pids"]["mime-server"]})
     started = time.monotonic()
-    with ThreadPoolExecutor(UPLOADS) as pool:
-        results = list(pool.map(lambda i: upload_raw(port, i, base, through_gateway), range(UPLOADS)))
+    with ThreadPoolExecutor(count) as pool:
+        results = list(pool.map(lambda i: upload_raw(port, i, base, through_gateway, path), range(count)))
     return {"answers": tally(results), "seconds": round(time.monotonic() - started, 1), "memory": peak.result()}
 
 
@@ -298,13 +299,20 @@ def load_misbehaving(svc: dict[str, Any]) -> dict[str, Any]:
     return {"answers": answers}
 
 
-def hostile(tree: Path, workdir: Path, arena: str | None) -> dict[str, Any]:
-    env = {"MALLOC_ARENA_MAX": arena} if arena else None
-    out: dict[str, Any] = {}
+def image_env(tree: Path) -> dict[str, str]:
+    """The allocator settings (MALLOC_*) the tree's image sets in its Dockerfile: the processes run as deployed."""
+    text = (tree / "mime_server" / "Dockerfile").read_text().replace("\\\n", " ")
+    return dict(re.findall(r"\b(MALLOC_[A-Z_]+)=(\S+)", text))
+
+
+def hostile(tree: Path, workdir: Path, env: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"allocator_env": env}
     loads: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = [
         ("header_bombs", load_header_bombs),
         ("uploads_50x8MiB_direct", lambda svc: load_uploads(svc, False)),
         ("uploads_50x8MiB_through_gateway", lambda svc: load_uploads(svc, True)),
+        ("uploads_200x1MB_direct", lambda svc: load_uploads(svc, False, 200, 1_000_000)),
+        ("detect_50x8MiB_direct", lambda svc: load_uploads(svc, False, path="/v1/detect")),
         ("slow_connections_1000_mime_server", lambda svc: load_slow_connections(svc, "mime-server")),
         ("slow_connections_1000_gateway", lambda svc: load_slow_connections(svc, "gateway")),
         ("misbehaving_requests", load_misbehaving),
@@ -321,21 +329,21 @@ def hostile(tree: Path, workdir: Path, arena: str | None) -> dict[str, Any]:
     return out
 
 
-def uploads_only(tree: Path, workdir: Path, arena: str | None) -> dict[str, Any]:
-    with services(tree, workdir, {"MALLOC_ARENA_MAX": arena} if arena else None) as svc:
-        return load_uploads(svc, False)
+def uploads_only(tree: Path, workdir: Path, env: dict[str, str]) -> dict[str, Any]:
+    with services(tree, workdir, env) as svc:
+        return {"allocator_env": env, **load_uploads(svc, False)}
 
 
 # -- throughput before/after --------------------------------------------------------------------
 
 
-def throughput(trees: dict[str, Path], workdir: Path) -> dict[str, Any]:
+def throughput(trees: dict[str, tuple[Path, dict[str, str]]], workdir: Path) -> dict[str, Any]:
     detect, upload = workdir / "detect.png", workdir / "upload.png"
     detect.write_bytes(png_payload(4096))
     upload.write_bytes(png_payload(65536))
     out: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
-        running = {name: stack.enter_context(services(tree, workdir)) for name, tree in trees.items()}
+        running = {name: stack.enter_context(services(tree, workdir, env)) for name, (tree, env) in trees.items()}
         for label, path, body, unique in (("detect_4k", "/v1/detect", detect, False),
                                           ("upload_64k", "/v1/files", upload, True)):
             for target in ("server", "gateway"):
@@ -346,10 +354,11 @@ def throughput(trees: dict[str, Path], workdir: Path) -> dict[str, Any]:
                 best = {name: max(results, key=lambda run: run["requests_per_s"]) for name, results in runs.items()}
                 entry: dict[str, Any] = {name: {k: best[name][k] for k in ("requests_per_s", "p50_ms", "p95_ms",
                                                                              "errors")} for name in trees}
-                if "before" in best:
-                    entry["after_vs_before_throughput"] = round(best["after"]["requests_per_s"]
-                                                                / best["before"]["requests_per_s"], 3)
-                    entry["after_vs_before_p95"] = round(best["after"]["p95_ms"] / best["before"]["p95_ms"], 3)
+                for name in best:
+                    if name != "before" and "before" in best:
+                        entry[f"{name}_vs_before_throughput"] = round(best[name]["requests_per_s"]
+                                                                      / best["before"]["requests_per_s"], 3)
+                        entry[f"{name}_vs_before_p95"] = round(best[name]["p95_ms"] / best["before"]["p95_ms"], 3)
                 out[f"{label}_{target}"] = entry
         for label, path, body, unique in (("detect_4k", "/v1/detect", detect, False),
                                           ("upload_64k", "/v1/files", upload, True)):
@@ -499,6 +508,10 @@ def main() -> None:
     args = parser.parse_args()
     sections = set(args.only.split(","))
     trees = {"after": REPO, **({"before": args.before.resolve()} if args.before else {})}
+    # Each tree's processes get the allocator settings of its own image; "after_glibc_defaults"
+    # separates what the code changed from what the allocator settings do.
+    variants = {name: (tree, image_env(tree)) for name, tree in trees.items()}
+    variants["after_glibc_defaults"] = (REPO, {})
     began = time.monotonic()
     report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_1m_at_start": os.getloadavg()[0]},
                               "limits_mb": LIMITS_MB}
@@ -507,13 +520,16 @@ def main() -> None:
         if "server_choice" in sections:
             report["server_choice"] = server_choice(workdir)
         if "throughput" in sections:
-            report["throughput"] = throughput(trees, workdir)
+            report["throughput"] = throughput(variants, workdir)
         if "hostile" in sections:
-            report["hostile"] = {name: hostile(tree, workdir, None) for name, tree in trees.items()}
+            report["hostile"] = {name: hostile(tree, workdir, env) for name, (tree, env) in variants.items()
+                                 if name != "after_glibc_defaults"}
         if "hostile" in sections or "uploads" in sections:
+            allocators = {"glibc_defaults": {}, "arena_max_2": {"MALLOC_ARENA_MAX": "2"},
+                          "image": image_env(REPO)}
             report["uploads_50x8MiB_by_allocator"] = {
-                f"{name}_arena_{arena or 'default'}": uploads_only(tree, workdir, arena)
-                for name, tree in trees.items() for arena in (None, "2")}
+                f"{name}_{label}": uploads_only(tree, workdir, env)
+                for name, tree in trees.items() for label, env in allocators.items()}
     report["machine"]["loadavg_1m_at_end"] = os.getloadavg()[0]
     report["duration_s"] = round(time.monotonic() - began, 1)
     print(json.dumps(report, indent=2))
