@@ -64,6 +64,19 @@ class _Refused(Exception):
     """Raised inside a parser callback to stop parsing a head over the limits."""
 
 
+class EdgeCycle(RequestResponseCycle):
+    """uvicorn's request/response cycle whose ``receive()`` raises the ApiError the edge set when it
+    gave up on the body (stalled: 408, malformed: 400), for the app to answer like its own errors."""
+
+    edge_error: ApiError | None = None
+
+    async def receive(self) -> ASGIReceiveEvent:
+        message = await super().receive()
+        if self.edge_error is not None and not self.response_started:
+            raise self.edge_error
+        return message
+
+
 class EdgeProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits of :class:`EdgeLimits` (see the module docstring).
 
@@ -77,12 +90,11 @@ class EdgeProtocol(HttpToolsProtocol):
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._phase = IDLE
-        self._method = UNKNOWN_METHOD
         self._head_raw = 0        # bytes received while the head was unfinished
         self._head_bytes = 0      # target + completed header fields, exactly
         self._fields = 0
         self._refusal: tuple[int, str, str] | None = None
-        self._started = 0.0       # when the current request's first byte (or the connection) came
+        self._started = 0.0       # when the connection came, the current head began, or (idle) the last answer went
         self._last_body = 0.0     # when the last body byte came
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
@@ -110,7 +122,8 @@ class EdgeProtocol(HttpToolsProtocol):
         phase = self._phase
         if phase == BODY:
             self._last_body = self.loop.time()
-        self._unset_keepalive_if_required()
+        if self.timeout_keep_alive_task is not None:
+            self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -126,24 +139,25 @@ class EdgeProtocol(HttpToolsProtocol):
             if self._head_raw > self.limits.max_header_bytes + RAW_HEAD_SLACK:
                 self._refuse_head()
         elif self._phase == BODY and self._body_timer is None:
-            self._last_body = self.loop.time()
             self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_expired)
 
     # -- parser callbacks ------------------------------------------------------------------------
 
+    # The timers are not set and cancelled per request (that is most of what a limit would cost on
+    # a cheap request): each connection has at most one of each, and when it fires it looks at the
+    # request in progress and sets itself again for what is left of that request's time.
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._head_timer is None:  # a kept-alive connection's next request: its head's time starts now
+        if self.cycle is not None:  # a kept-alive connection's next request: its head's time starts now
             self._started = self.loop.time()
+        if self._head_timer is None:
             self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_expired)
         self._phase = HEAD
-        self._method = UNKNOWN_METHOD
         self._head_raw = self._head_bytes = self._fields = 0
 
     def on_url(self, url: bytes) -> None:
-        if not self.url:
-            self._method = self.parser.get_method().decode("ascii", "replace")
-        super().on_url(url)
+        self.url += url
         self._head_bytes += len(url)
         if self._head_bytes > self.limits.max_header_bytes:
             self._refusal = (431, "header_too_large", f"request target over {self.limits.max_header_bytes} bytes")
@@ -159,50 +173,51 @@ class EdgeProtocol(HttpToolsProtocol):
             self._refusal = (431, "header_too_large",
                              f"request head over {self.limits.max_header_bytes} bytes (target and header fields)")
             raise _Refused
-        super().on_header(name, value)
+        name = name.lower()  # as uvicorn's on_header, inline: it runs for every header of every request
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._phase = BODY
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._last_body = self.loop.time()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        answered = self.cycle is not None and self.cycle.response_complete  # e.g. 413 before the body ended
-        self._phase = IDLE if answered else DONE
+        self._phase = IDLE if self.cycle.response_complete else DONE  # IDLE: answered early, e.g. 413
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
         if self._phase == DONE:
             self._phase = IDLE
+            self._started = self.loop.time()  # idle since: the order in which the cap closes connections
         super().on_response_complete()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
-        receive = cycle.receive
-
-        async def guarded_receive() -> ASGIReceiveEvent:
-            # A body the edge gave up on (stalled, malformed) ends in an ApiError the app answers.
-            message = await receive()
-            error: ApiError | None = getattr(cycle, "edge_error", None)
-            if error is not None and not cycle.response_started:
-                raise error
-            return message
-
-        cycle.receive = guarded_receive  # type: ignore[method-assign]
+        # uvicorn builds its own cycle object; giving it the edge's class (same state, one method
+        # more) costs an attribute store, where wrapping its receive would cost a closure per request.
+        cycle.__class__ = EdgeCycle
         super()._start_asgi_task(cycle, app)
 
     # -- refusals --------------------------------------------------------------------------------
 
     def _head_expired(self) -> None:
         self._head_timer = None
-        if self._done or self._phase not in (IDLE, HEAD):
+        if self._done:
             return
-        if self._phase == IDLE:  # not one byte of a request: nothing to answer
-            self.transport.close()
-            return
-        self._answer(408, "header_timeout",
-                     f"the request head was not complete within {self.limits.header_timeout:g}s")
+        fresh = self.cycle is None  # no request served yet: the time counts from the connection
+        if self._phase == HEAD or (self._phase == IDLE and fresh):
+            left = self._started + self.limits.header_timeout - self.loop.time()
+            if left <= 0:
+                if self._phase == IDLE:  # not one byte of a request: nothing to answer
+                    self.transport.close()
+                else:
+                    self._answer(408, "header_timeout",
+                                 f"the request head was not complete within {self.limits.header_timeout:g}s")
+                return
+        else:  # being served, or idle on keep-alive (uvicorn's own timer): look again later
+            left = self.limits.header_timeout
+        self._head_timer = self.loop.call_later(left, self._head_expired)
 
     def _body_expired(self) -> None:
         self._body_timer = None
@@ -219,6 +234,7 @@ class EdgeProtocol(HttpToolsProtocol):
             return
         self._fail_body(ApiError(408, "body_timeout", f"no byte of the request body for "
                                  f"{self.limits.body_timeout:g}s", None, _CLOSE))
+
 
     def _parse_failed(self, exc: httptools.HttpParserError) -> None:
         refusal, self._refusal = self._refusal, None
@@ -285,7 +301,8 @@ class EdgeProtocol(HttpToolsProtocol):
         if cycle is None or cycle.response_started or cycle.disconnected:
             self.transport.close()  # answered (or answering) already: only the connection is left
             return
-        cycle.edge_error = error  # type: ignore[attr-defined]
+        if isinstance(cycle, EdgeCycle):
+            cycle.edge_error = error
         cycle.keep_alive = False
         cycle.more_body = False
         cycle.message_event.set()
@@ -308,8 +325,9 @@ class EdgeProtocol(HttpToolsProtocol):
             self.transport.write_eof()
         self.loop.call_later(LINGER_S, self.transport.close)
         url: bytes = getattr(self, "url", b"")  # unset before the first request began
-        target = url.decode("latin-1")
-        self.recorder.rejected(self._method, target, status, code, request_id=request_id,
+        # llhttp knows the method once the target has started; before that it is not known.
+        method = self.parser.get_method().decode("ascii", "replace") if url and self.parser else UNKNOWN_METHOD
+        self.recorder.rejected(method, url.decode("latin-1"), status, code, request_id=request_id,
                                duration=max(0.0, self.loop.time() - self._started), bytes_in=self._head_raw)
 
     def _cancel_timers(self) -> None:
