@@ -72,7 +72,11 @@ def limits_from_args(args: argparse.Namespace) -> EdgeLimits:
     return EdgeLimits(**{field.name: getattr(args, field.name) for field in fields(EdgeLimits)})
 
 
-# Each service's defaults. mime-server's clients are the gateway (a pool of at most 64 connections),
-# Prometheus and health checks; the gateway's are the public.
-MIME_LIMITS = EdgeLimits()
+# Each service's defaults. The gateway's are the public edge's. mime-server's clients are the
+# gateway (a pool of at most 64 connections), Prometheus and health checks; its head limits leave
+# room for the fields the gateway adds to a request it forwards (Host, X-Request-Id,
+# X-Forwarded-For, traceparent, tracestate: under 1 KiB), so a request within the gateway's limits
+# is never refused upstream.
 GATEWAY_LIMITS = EdgeLimits(max_connections=512)
+MIME_LIMITS = EdgeLimits(max_header_bytes=GATEWAY_LIMITS.max_header_bytes + 4096,
+                         max_headers=GATEWAY_LIMITS.max_headers + 20)

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mime_server.limits import EdgeLimits
+from mime_server.limits import GATEWAY_LIMITS, MIME_LIMITS, EdgeLimits
 from tests.service.conftest import ADMIN_KEY, Harness, ThreadedServer, eventually, make_server
 from tests.service.test_gateway import KEY, gateway_harness
 
@@ -408,6 +408,27 @@ def through(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[GatewayS
 
 def five_xx(harness: Harness) -> list[dict[str, Any]]:
     return [line for line in harness.log_lines() if line.get("http_status", 0) >= 500 or line["level"] == "error"]
+
+
+def test_head_at_the_gateways_limits_is_not_refused_by_mime_server_behind_it(tmp_path: Path) -> None:
+    server = make_server(tmp_path, max_upload_bytes=1024 * 1024)
+    with ThreadedServer(server.app, limits=MIME_LIMITS) as upstream:
+        gateway = gateway_harness(tmp_path, upstream.url)
+        with ThreadedServer(gateway.app, limits=GATEWAY_LIMITS) as front:
+            fields = [f"X-API-Key: {KEY}", "Host: t",
+                      *(f"X-F{i}: v" for i in range(GATEWAY_LIMITS.max_headers - 3))]
+            target = f"/v1/files/{'ab' * 32}"
+            room = GATEWAY_LIMITS.max_header_bytes - len(target) - sum(len(f) + 2 for f in fields) - len("X-Pad: \r\n")
+            head = f"GET {target} HTTP/1.1\r\n" + "".join(f"{f}\r\n" for f in [*fields, "X-Pad: " + "p" * room])
+            with connection(front.port) as sock:
+                sock.sendall(head.encode() + b"\r\n")
+                at_limits = read_answer(sock)
+            with connection(front.port) as sock:
+                sock.sendall(head.encode() + b"X-One-More: v\r\n\r\n")
+                over = read_answer(sock)
+    assert (at_limits.status, at_limits.json()["error"]) == (404, "not_found")  # served by mime-server
+    assert (over.status, over.json()["error"]) == (431, "too_many_headers")  # refused by the gateway
+    assert eventually(lambda: len(server.access_lines()) == 1)
 
 
 def test_trailing_slash_through_the_gateway_reveals_no_upstream_address(through: GatewayStack) -> None:
