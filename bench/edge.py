@@ -45,7 +45,16 @@ from typing import Any
 
 import httpx
 
-from bench.mime_server import free_port, open_loop, png_payload, run_async, wait_healthy, wrk
+from bench.mime_server import (
+    free_port,
+    image_env,
+    open_loop,
+    png_payload,
+    run_async,
+    running_services,
+    wait_healthy,
+    wrk,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 API_KEY = "bench-key"
@@ -68,37 +77,13 @@ def status_kib(pid: int, field: str) -> int:
 
 
 @contextlib.contextmanager
-def services(tree: Path, workdir: Path, extra_env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
-    """mime-server and gateway of ``tree`` as processes (telemetry off); yields urls, ports and pids."""
-    env = {**os.environ, "PYTHONPATH": str(tree), "OTEL_TRACES_EXPORTER": "none"}
-    env.pop("MALLOC_ARENA_MAX", None)  # glibc's default unless the caller sets it
-    env.update(extra_env or {})
-    keys = workdir / "keys"
-    keys.write_text(API_KEY + "\n")
+def services(tree: Path, workdir: Path, env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """mime-server and gateway of ``tree`` as processes (telemetry off, allocator as ``env`` says), fresh storage."""
     storage = Path(tempfile.mkdtemp(prefix="storage-", dir=workdir))
-    server_port, gateway_port = free_port(), free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mime_server", "--port", str(server_port), "--storage",
-                               str(storage)], cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    gateway = subprocess.Popen([sys.executable, "-m", "mime_server.gateway", "--port", str(gateway_port),
-                                "--upstream", f"http://127.0.0.1:{server_port}", "--api-keys-file", str(keys),
-                                "--rate-limit", "1000000", "--rate-burst", "1000000"],
-                               cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    info = {"server": f"http://127.0.0.1:{server_port}", "gateway": f"http://127.0.0.1:{gateway_port}",
-            "ports": {"mime-server": server_port, "gateway": gateway_port},
-            "pids": {"mime-server": server.pid, "gateway": gateway.pid}}
     try:
-        wait_healthy(info["server"], server)
-        wait_healthy(info["gateway"], gateway)
-        yield info
+        with running_services(tree, workdir, {"OTEL_TRACES_EXPORTER": "none", **(env or {})}, storage) as info:
+            yield info
     finally:
-        for process in (gateway, server):
-            process.send_signal(signal.SIGTERM)
-        for process in (gateway, server):
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
         shutil.rmtree(storage, ignore_errors=True)
 
 
@@ -297,12 +282,6 @@ def load_misbehaving(svc: dict[str, Any]) -> dict[str, Any]:
         answers[f"{name}_abort_mid_upload"] = "aborted by the client"
     time.sleep(1.0)
     return {"answers": answers}
-
-
-def image_env(tree: Path) -> dict[str, str]:
-    """The allocator settings (MALLOC_*) the tree's image sets in its Dockerfile: the processes run as deployed."""
-    text = (tree / "mime_server" / "Dockerfile").read_text().replace("\\\n", " ")
-    return dict(re.findall(r"\b(MALLOC_[A-Z_]+)=(\S+)", text))
 
 
 def hostile(tree: Path, workdir: Path, env: dict[str, str]) -> dict[str, Any]:

@@ -443,15 +443,18 @@ def test_filename_path_components_are_stripped(server: Harness) -> None:
     assert response.json()["filename"] == "passwd.txt"
 
 
+def upload_failing_at_commit(server: Harness, monkeypatch: pytest.MonkeyPatch, error: OSError) -> Any:
+    """POST an upload whose commit raises ``error``; the response."""
+    def failing_commit(*args: object) -> None:
+        raise error
+
+    monkeypatch.setattr(server.app.state.server.store, "commit", failing_commit)
+    return server.client.post("/v1/files", content=b"data\n")
+
+
 def test_unhandled_exception_is_500_json_without_its_text_and_logged_as_error(
         server: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = server.app.state.server.store
-
-    def broken_commit(*args: object) -> None:
-        raise OSError(5, "Input/output error at /srv/secret/path")
-
-    monkeypatch.setattr(store, "commit", broken_commit)
-    response = server.client.post("/v1/files", content=b"data\n")
+    response = upload_failing_at_commit(server, monkeypatch, OSError(5, "Input/output error at /srv/secret/path"))
     assert response.status_code == 500
     body = response.json()
     assert body["error"] == "internal_error" and "/srv/secret/path" not in response.text
@@ -464,13 +467,8 @@ def test_unhandled_exception_is_500_json_without_its_text_and_logged_as_error(
 
 def test_full_disk_is_507_with_a_clear_message_and_nothing_left_in_tmp(
         server: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = server.app.state.server.store
-
-    def full_commit(*args: object) -> None:
-        raise OSError(28, "No space left on device: '/data/tmp/upload-x.part'")
-
-    monkeypatch.setattr(store, "commit", full_commit)
-    response = server.client.post("/v1/files", content=b"data\n")
+    response = upload_failing_at_commit(server, monkeypatch,
+                                        OSError(28, "No space left on device: '/data/tmp/upload-x.part'"))
     assert response.status_code == 507
     assert response.json() == {"error": "insufficient_storage",
                                "detail": "the storage volume is full: the upload was not stored; retry later"}
