@@ -143,6 +143,8 @@ class MimeServer:
             with leaf_span(self.tracer, "detect") as span:
                 detection = await anyio.to_thread.run_sync(self._detect_prefix, pending, filename)
                 span.set_attribute("mime.type", detection.mime_type)
+        except OSError as exc:
+            raise self._storage_failure(exc, request) from None
         finally:
             await self._discard(pending)
         self._record("detect", body.size, detection)
@@ -174,6 +176,16 @@ class MimeServer:
             span.set_attributes({"object.id": object_id, "object.created": created})
         return detection, object_id, created
 
+    def _storage_failure(self, exc: OSError, request: Request) -> Exception:
+        """What a failed write to the storage volume is answered with: 507 when the volume is full
+        (the error's text, which names paths, only in the log), else the error itself (a 500)."""
+        if exc.errno not in STORAGE_FULL:
+            return exc
+        self.logger.log("error", "storage full: request refused", errno=errno.errorcode.get(exc.errno or 0),
+                        error=f"{type(exc).__name__}: {exc}", request_id=request.state.request_id)
+        return ApiError(507, "insufficient_storage", "the storage volume is full: nothing was stored; retry later",
+                        None, {"retry-after": "60"})
+
     @staticmethod
     async def _discard(pending: PendingUpload) -> None:
         if not pending.on_disk:
@@ -198,12 +210,7 @@ class MimeServer:
                 self._detect_and_commit, pending, filename)
         except OSError as exc:
             await self._discard(pending)
-            if exc.errno in STORAGE_FULL:
-                self.logger.log("error", "storage full: upload refused", errno=errno.errorcode.get(exc.errno or 0),
-                                error=f"{type(exc).__name__}: {exc}", request_id=request.state.request_id)
-                raise ApiError(507, "insufficient_storage", "the storage volume is full: the upload was not "
-                               "stored; retry later", None, {"retry-after": "60"}) from None
-            raise
+            raise self._storage_failure(exc, request) from None
         except BaseException:
             await self._discard(pending)
             raise

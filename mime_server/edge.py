@@ -235,7 +235,6 @@ class EdgeProtocol(HttpToolsProtocol):
         self._fail_body(ApiError(408, "body_timeout", f"no byte of the request body for "
                                  f"{self.limits.body_timeout:g}s", None, _CLOSE))
 
-
     def _parse_failed(self, exc: httptools.HttpParserError) -> None:
         refusal, self._refusal = self._refusal, None
         if refusal is not None:

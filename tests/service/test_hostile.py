@@ -504,6 +504,18 @@ def test_client_aborting_an_upload_through_the_gateway_is_499_warn_not_5xx(throu
     assert five_xx(through.gateway) == [] and five_xx(through.server) == []
 
 
+@pytest.mark.parametrize("through", [{"upstream_timeout": 0.3}], indirect=True)
+def test_slow_but_steady_upload_through_the_gateway_is_not_an_upstream_timeout(through: GatewayStack) -> None:
+    with connection(through.port) as sock:
+        sock.sendall(b"POST /v1/files HTTP/1.1\r\nHost: t\r\nX-API-Key: " + KEY.encode()
+                     + b"\r\nContent-Length: 6\r\n\r\n")
+        for _ in range(6):  # 1.2 s in all, four times the upstream timeout, never idle for the body timeout
+            time.sleep(0.2)
+            sock.sendall(b"s")
+        assert read_answer(sock).status == 201
+    assert five_xx(through.gateway) == []
+
+
 def test_malformed_chunked_body_through_the_gateway_is_400_not_5xx(through: GatewayStack) -> None:
     with connection(through.port) as sock:
         sock.sendall(b"POST /v1/files HTTP/1.1\r\nHost: t\r\nX-API-Key: " + KEY.encode()

@@ -471,12 +471,26 @@ def test_full_disk_is_507_with_a_clear_message_and_nothing_left_in_tmp(
                                         OSError(28, "No space left on device: '/data/tmp/upload-x.part'"))
     assert response.status_code == 507
     assert response.json() == {"error": "insufficient_storage",
-                               "detail": "the storage volume is full: the upload was not stored; retry later"}
+                               "detail": "the storage volume is full: nothing was stored; retry later"}
     assert "/data/tmp" not in response.text and response.headers["retry-after"] == "60"
     lines = server.log_lines()
-    assert any(line["msg"] == "storage full: upload refused" and line["errno"] == "ENOSPC" for line in lines)
+    assert any(line["msg"] == "storage full: request refused" and line["errno"] == "ENOSPC" for line in lines)
     assert server.access_lines()[-1]["http_status"] == 507
     assert list((server.storage / "tmp").iterdir()) == []
+
+
+def test_detect_body_spilling_to_a_full_disk_is_507(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    harness = make_server(tmp_path)
+    harness.app.state.server.store.spill_threshold = SPILL_AT
+
+    def full_spill(self: PendingUpload) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(PendingUpload, "spill", full_spill)
+    with harness.client:
+        response = harness.client.post("/v1/detect", content=b"x" * 10 * SPILL_AT)
+    assert (response.status_code, response.json()["error"]) == (507, "insufficient_storage")
+    assert harness.access_lines()[-1]["level"] == "error"  # the service's own condition: an operator acts
 
 
 # -- fault injection --------------------------------------------------------------------------
