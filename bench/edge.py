@@ -3,16 +3,20 @@
 ``python -m bench.edge [--before DIR] [--only SECTION,...]`` prints ONE JSON object with:
 
 - ``hostile``: for each tree (this one, and ``--before DIR``, a checkout of an older
-  ``mime_server/``), fresh mime-server and gateway processes per load, their peak RSS (VmHWM from
-  /proc/PID/status) against the container limits (256 MB, 128 MB), what the clients got and the
-  5xx counted in ``http_requests_total``. Loads: header bombs (two unfinished 96 MiB heads, a
-  complete 16 MiB header, 100,000 header fields), 50 concurrent distinct 8 MiB uploads (direct and
-  through the gateway), 1,000 slow connections held 12 s (with a well-behaved request meanwhile),
-  and misbehaving requests (abort mid-upload, malformed chunked body, 300-character multipart
-  boundary, NaN fault spec). This tree's uploads run with and without ``MALLOC_ARENA_MAX=2``.
+  ``mime_server/``), run with the allocator settings of its own image, fresh mime-server and
+  gateway processes per load, their peak RSS (VmHWM from /proc/PID/status) against the container
+  limits (256 MB, 128 MB), what the clients got and the 5xx counted in ``http_requests_total``.
+  Loads: header bombs (two unfinished 96 MiB heads, a complete 16 MiB header, 100,000 header
+  fields), 50 concurrent distinct 8 MiB uploads (direct and through the gateway), 200 concurrent
+  1 MB uploads, 50 concurrent 8 MiB detect bodies, 1,000 slow connections held 12 s (with a
+  well-behaved request meanwhile), and misbehaving requests (abort mid-upload, malformed chunked
+  body, 300-character multipart boundary, NaN fault spec, trailing slash, garbage).
+- ``uploads_50x8MiB_by_allocator``: that upload load per tree under glibc's defaults,
+  ``MALLOC_ARENA_MAX=2`` alone, and this tree's image settings.
 - ``throughput``: wrk (16 connections, telemetry off) on detect 4 KiB and upload 64 KiB, server
-  and gateway, each tree's services running side by side, runs alternated, best of 3; plus the
-  open-loop 200 req/s p95 through the gateway.
+  and gateway, each tree's services running side by side (plus this tree under glibc's
+  defaults), runs alternated, best of 3, with the services' CPU per request; plus the open-loop
+  200 req/s p95 through the gateway.
 - ``server_choice``: the mime-server app on each candidate HTTP server (uvicorn+httptools as it
   was, uvicorn+httptools behind ``mime_server/edge.py``, uvicorn+h11 with its head limit,
   hypercorn, granian), side by side: detect 4 KiB throughput and p95, and what each does with a
@@ -329,10 +333,14 @@ def throughput(trees: dict[str, tuple[Path, dict[str, str]]], workdir: Path) -> 
                 runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
                 for _ in range(REPEATS):  # alternated, so drift on the shared machine hits each tree alike
                     for name in trees:
-                        runs[name].append(wrk(running[name][target] + path, body, unique, RUN_SECONDS, workdir))
+                        runs[name].append(wrk(running[name][target] + path, body, unique, RUN_SECONDS, workdir,
+                                              running[name]["pids"]))
                 best = {name: max(results, key=lambda run: run["requests_per_s"]) for name, results in runs.items()}
                 entry: dict[str, Any] = {name: {k: best[name][k] for k in ("requests_per_s", "p50_ms", "p95_ms",
                                                                              "errors")} for name in trees}
+                for name, results in runs.items():  # both services' CPU per request, lowest run
+                    entry[name]["cpu_us_per_request"] = min(sum(run["cpu_us_per_request"].values())
+                                                            for run in results)
                 for name in best:
                     if name != "before" and "before" in best:
                         entry[f"{name}_vs_before_throughput"] = round(best[name]["requests_per_s"]
