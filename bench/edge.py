@@ -17,6 +17,9 @@
   and gateway, each tree's services running side by side (plus this tree under glibc's
   defaults), runs alternated, best of 3, with the services' CPU per request; plus the open-loop
   200 req/s p95 through the gateway.
+- ``instructions_per_request``: valgrind's instruction count per mime-server detect request fed
+  in-process to uvicorn's httptools protocol (each tree) and to the edge protocol (this tree):
+  what the changes cost, whatever else the machine is doing.
 - ``server_choice``: the mime-server app on each candidate HTTP server (uvicorn+httptools as it
   was, uvicorn+httptools behind ``mime_server/edge.py``, uvicorn+h11 with its head limit,
   hypercorn, granian), side by side: detect 4 KiB throughput and p95, and what each does with a
@@ -484,14 +487,103 @@ def server_choice(workdir: Path) -> dict[str, Any]:
     return out
 
 
+# -- instructions per request (valgrind) -------------------------------------------------------
+
+# Run with ``python -c`` and the tree under test alone on PYTHONPATH (so that its own mime_server
+# is imported): N detect requests of 4 KiB fed as raw HTTP bytes to uvicorn's httptools protocol
+# or to the edge protocol, with the tree's app behind it, on one kept-alive connection.
+PROTOCOL_WORKLOAD = r"""
+import asyncio, io, sys, tempfile
+from pathlib import Path
+import uvicorn
+from opentelemetry.trace import NoOpTracerProvider
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+from mime_server.app import ServerSettings, create_app
+from mime_server.metrics import new_registry
+
+protocol, count = sys.argv[1], int(sys.argv[2])
+app = create_app(ServerSettings(storage=Path(tempfile.mkdtemp(prefix="edge-instr-"))),
+                 tracer_provider=NoOpTracerProvider(), registry=new_registry(), log_stream=io.StringIO())
+if protocol == "edge":
+    from mime_server.edge import edge_protocol
+    from mime_server.limits import MIME_LIMITS
+    cls = edge_protocol(MIME_LIMITS, app.state.access)
+else:
+    cls = HttpToolsProtocol
+body = bytes(range(256)) * 16
+request = (b"POST /v1/detect HTTP/1.1\r\nHost: bench\r\nUser-Agent: wrk\r\nContent-Type: image/png\r\n"
+           b"Content-Length: 4096\r\n\r\n" + body)
+
+class Transport(asyncio.Transport):
+    def __init__(self):
+        super().__init__()
+        self.closing = False
+    def write(self, data): pass
+    def get_extra_info(self, name, default=None):
+        return {"sockname": ("127.0.0.1", 8080), "peername": ("127.0.0.1", 50000)}.get(name, default)
+    def is_closing(self): return self.closing
+    def close(self): self.closing = True
+    def pause_reading(self): pass
+    def resume_reading(self): pass
+
+async def run():
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+    config.load()
+    proto = cls(config=config, server_state=ServerState(), app_state={})
+    proto.connection_made(Transport())
+    for _ in range(count):
+        proto.data_received(request)
+        while not proto.cycle.response_complete:
+            await asyncio.sleep(0.0005)
+    proto.connection_lost(None)
+
+asyncio.run(run())
+"""
+INSTRUCTION_COUNTS = (100, 400)
+
+
+def instructions_per_request(tree: Path, protocol: str) -> int:
+    """(instructions of N_LARGE requests - of N_SMALL) / difference, counted by valgrind: independent of load."""
+    def count(requests: int) -> int:
+        env = {**os.environ, "PYTHONPATH": str(tree), "OTEL_TRACES_EXPORTER": "none"}
+        result = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                                 "-c", PROTOCOL_WORKLOAD, protocol, str(requests)], cwd=tree, env=env,
+                                capture_output=True, text=True, check=True)
+        match = re.search(r"Collected\s*:\s*(\d+)", result.stderr)
+        if match is None:
+            raise RuntimeError(f"valgrind printed no instruction count:\n{result.stderr[-2000:]}")
+        return int(match.group(1))
+
+    small, large = INSTRUCTION_COUNTS
+    with ThreadPoolExecutor(2) as pool:
+        low, high = pool.map(count, (small, large))
+    return round((high - low) / (large - small))
+
+
+def instructions(trees: dict[str, Path]) -> dict[str, Any]:
+    if shutil.which("valgrind") is None:
+        return {"error": "valgrind not found: apt-get install valgrind"}
+    out: dict[str, Any] = {"method": "valgrind callgrind, mime-server POST /v1/detect 4 KiB fed to the protocol "
+                                     "in-process, (N=%d - N=%d) / %d" % (INSTRUCTION_COUNTS[1], INSTRUCTION_COUNTS[0],
+                                                                          INSTRUCTION_COUNTS[1] - INSTRUCTION_COUNTS[0])}
+    for name, tree in trees.items():
+        out[f"{name}_httptools"] = instructions_per_request(tree, "httptools")
+    out["after_edge"] = instructions_per_request(trees["after"], "edge")
+    if "before" in trees:
+        out["after_edge_vs_before"] = round(out["after_edge"] / out["before_httptools"], 3)
+    out["edge_protocol_share"] = round(out["after_edge"] / out["after_httptools"] - 1, 3)
+    return out
+
+
 # -- main -------------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.edge")
     parser.add_argument("--before", type=Path, help="a checkout holding an older mime_server/ to compare with")
-    parser.add_argument("--only", default="hostile,throughput,server_choice",
-                        help="comma-separated sections: hostile, uploads, throughput, server_choice")
+    parser.add_argument("--only", default="hostile,throughput,server_choice,instructions",
+                        help="comma-separated sections: hostile, uploads, throughput, server_choice, instructions")
     args = parser.parse_args()
     sections = set(args.only.split(","))
     trees = {"after": REPO, **({"before": args.before.resolve()} if args.before else {})}
@@ -506,6 +598,8 @@ def main() -> None:
         workdir = Path(tmp)
         if "server_choice" in sections:
             report["server_choice"] = server_choice(workdir)
+        if "instructions" in sections:
+            report["instructions_per_request"] = instructions(trees)
         if "throughput" in sections:
             report["throughput"] = throughput(variants, workdir)
         if "hostile" in sections:

@@ -126,7 +126,7 @@ class MimeServer:
     async def detect(self, request: Request) -> Response:
         # Only the prefix libmagic reads is kept: a large detect body is counted, not held. The
         # prefix is an upload's buffer, so it shares the memory budget and spills to tmp/ past it.
-        pending = self.store.begin()
+        pending = self.store.begin(hashed=False)
         keep = self.detector.bytes_max
 
         def sink(chunk: bytes) -> None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import mimetypes
 import queue
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -115,33 +113,30 @@ class Detector:
     each lent to one thread at a time, so at most that many detections run at once."""
 
     def __init__(self) -> None:
-        self._idle: queue.LifoQueue[magic.Magic] = queue.LifoQueue()
+        self._idle: queue.SimpleQueue[magic.Magic] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._created = 0
-        with self._cookie() as cookie:
-            # libmagic looks at no more than this many bytes of a file (what `file` reads): a detect
-            # request needs to keep only this prefix of its body, however large the body is.
-            self.bytes_max: int = cookie.getparam(magic.MAGIC_PARAM_BYTES_MAX)
+        cookie = self._borrow()
+        # libmagic looks at no more than this many bytes of a file (what `file` reads): a detect
+        # request needs to keep only this prefix of its body, however large the body is.
+        self.bytes_max: int = cookie.getparam(magic.MAGIC_PARAM_BYTES_MAX)
+        self._idle.put(cookie)
 
     @property
     def cookies(self) -> int:
         """libmagic cookies made so far (never more than DETECTION_SLOTS)."""
         return self._created
 
-    @contextlib.contextmanager
-    def _cookie(self) -> Iterator[magic.Magic]:
-        """Borrow a cookie: an idle one, a new one while fewer than DETECTION_SLOTS exist, else wait for one."""
+    def _borrow(self) -> magic.Magic:
+        """An idle cookie, a new one while fewer than DETECTION_SLOTS exist, else the next one given
+        back. Whoever borrows puts it back in ``self._idle`` (try/finally: this runs per detection)."""
         try:
-            cookie = self._idle.get_nowait()
+            return self._idle.get_nowait()
         except queue.Empty:
             with self._lock:
                 create = self._created < DETECTION_SLOTS
                 self._created += create
-            cookie = magic.Magic(mime=True, mime_encoding=True) if create else self._idle.get()
-        try:
-            yield cookie
-        finally:
-            self._idle.put(cookie)
+            return magic.Magic(mime=True, mime_encoding=True) if create else self._idle.get()
 
     @staticmethod
     def _parse(raw: str, filename: str | None) -> Detection:
@@ -153,12 +148,18 @@ class Detector:
 
     def detect_bytes(self, data: bytes, filename: str | None = None) -> Detection:
         """Detect the type of an in-memory buffer."""
-        with self._cookie() as cookie:
+        cookie = self._borrow()
+        try:
             raw = cookie.from_buffer(data)
+        finally:
+            self._idle.put(cookie)
         return self._parse(raw, filename)
 
     def detect_file(self, path: str, filename: str | None = None) -> Detection:
         """Detect the type of a file on disk (libmagic reads as much of it as `file` would)."""
-        with self._cookie() as cookie:
+        cookie = self._borrow()
+        try:
             raw = cookie.from_file(path)
+        finally:
+            self._idle.put(cookie)
         return self._parse(raw, filename)

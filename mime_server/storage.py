@@ -245,13 +245,15 @@ class PendingUpload:
     """
 
     def __init__(self, tmp_dir: Path, spill_threshold: int = SPILL_THRESHOLD,
-                 budget: MemoryBudget | None = None) -> None:
+                 budget: MemoryBudget | None = None, hashed: bool = True) -> None:
         self._tmp_dir = tmp_dir
         self._threshold = spill_threshold
         self._budget = budget
         self._chunks: list[bytes] = []
         self._buffered = 0
-        self._hash = hashlib.sha256()
+        # A body that is never stored (a detect request's prefix) is not hashed: sha256 is a good
+        # part of what a small request costs.
+        self._hash = hashlib.sha256() if hashed else None
         self._fd: int | None = None
         self._durable = False  # finish() completed: the temp file is written, fsynced and closed
         self.path: Path | None = None
@@ -259,7 +261,8 @@ class PendingUpload:
 
     def write(self, chunk: bytes) -> None:
         """Take the next piece of the body (in memory; hashed now)."""
-        self._hash.update(chunk)
+        if self._hash is not None:
+            self._hash.update(chunk)
         self._chunks.append(chunk)
         self._buffered += len(chunk)
         self.size += len(chunk)
@@ -273,6 +276,8 @@ class PendingUpload:
 
     @property
     def sha256(self) -> str:
+        if self._hash is None:
+            raise RuntimeError("this upload was begun unhashed: it cannot be committed")
         return self._hash.hexdigest()
 
     @property
@@ -367,9 +372,10 @@ class ContentStore:
             if leftover.is_file():
                 leftover.unlink(missing_ok=True)
 
-    def begin(self) -> PendingUpload:
-        """Start a new upload (in memory; no file-system call)."""
-        return PendingUpload(self.tmp, self.spill_threshold, self.memory)
+    def begin(self, hashed: bool = True) -> PendingUpload:
+        """Start a new upload (in memory; no file-system call); ``hashed=False`` for a body that is
+        only looked at, never committed."""
+        return PendingUpload(self.tmp, self.spill_threshold, self.memory, hashed)
 
     def _sidecar(self, object_id: str) -> Path:
         return self.meta / f"{object_id}.json"

@@ -369,3 +369,12 @@ def test_spilled_chunks_are_written_whole_when_the_kernel_takes_a_few_bytes_at_a
     pending.spill()
     assert pending.path is not None and pending.path.read_bytes() == b"first second third"
     pending.discard()
+
+
+def test_a_body_begun_unhashed_cannot_be_committed(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    pending = store.begin(hashed=False)  # a detect request's prefix: looked at, never stored
+    pending.write(b"looked at only\n")
+    with pytest.raises(RuntimeError, match="unhashed"):
+        store.commit(pending, {**METADATA, "size": pending.size})
+    assert list(store.objects.iterdir()) == [] and list(store.tmp.iterdir()) == []
