@@ -7,6 +7,7 @@
   the SDK's BatchSpanProcessor to a local sink that answers 200 to /v1/traces);
 - open-loop latency at a fixed 200 requests/s through the gateway (own asyncio generator;
   latency counted from each request's scheduled start, so queueing is not hidden);
+- the services run with the allocator settings (MALLOC_*) of mime_server/Dockerfile, as deployed;
 - the framework comparison the service's choice of Starlette rests on (Starlette vs FastAPI,
   same handler). FastAPI is a bench-only dependency; without it that part reports "not installed".
 Benchmarks are never part of the test run's pass/fail.
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -183,26 +185,30 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} did not become healthy")
 
 
+def image_env(tree: Path) -> dict[str, str]:
+    """The allocator settings (MALLOC_*) the tree's image sets in its Dockerfile, so the benchmarked
+    processes run as deployed."""
+    text = (tree / "mime_server" / "Dockerfile").read_text().replace("\\\n", " ")
+    return dict(re.findall(r"\b(MALLOC_[A-Z_]+)=(\S+)", text))
+
+
 @contextlib.contextmanager
-def service_pair(workdir: Path, telemetry: bool, sink_url: str) -> Iterator[dict[str, Any]]:
-    """mime-server plus gateway as real processes; yields their base URLs and pids ("pids")."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    if telemetry:
-        env |= {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url,
-                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
-    else:
-        env["OTEL_TRACES_EXPORTER"] = "none"
+def running_services(tree: Path, workdir: Path, env: dict[str, str], storage: Path) -> Iterator[dict[str, Any]]:
+    """mime-server and gateway of the checkout ``tree`` as processes with ``env`` added to this one's
+    (MALLOC_* only as ``env`` says); yields base URLs ("server", "gateway"), "ports" and "pids"."""
+    full_env = {name: value for name, value in os.environ.items() if not name.startswith("MALLOC_")}
+    full_env |= {"PYTHONPATH": str(tree), **env}
     keys = workdir / "keys"
     keys.write_text(API_KEY + "\n")
     server_port, gateway_port = free_port(), free_port()
-    storage = workdir / f"storage-{'on' if telemetry else 'off'}"
     server = subprocess.Popen([sys.executable, "-m", "mime_server", "--port", str(server_port), "--storage",
-                               str(storage)], cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+                               str(storage)], cwd=tree, env=full_env, stdout=subprocess.DEVNULL)
     gateway = subprocess.Popen([sys.executable, "-m", "mime_server.gateway", "--port", str(gateway_port),
                                 "--upstream", f"http://127.0.0.1:{server_port}", "--api-keys-file", str(keys),
                                 "--rate-limit", "1000000", "--rate-burst", "1000000"],
-                               cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+                               cwd=tree, env=full_env, stdout=subprocess.DEVNULL)
     urls: dict[str, Any] = {"server": f"http://127.0.0.1:{server_port}", "gateway": f"http://127.0.0.1:{gateway_port}",
+                            "ports": {"mime-server": server_port, "gateway": gateway_port},
                             "pids": {"mime-server": server.pid, "gateway": gateway.pid}}
     try:
         wait_healthy(urls["server"], server)
@@ -216,6 +222,20 @@ def service_pair(workdir: Path, telemetry: bool, sink_url: str) -> Iterator[dict
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
+
+
+@contextlib.contextmanager
+def service_pair(workdir: Path, telemetry: bool, sink_url: str) -> Iterator[dict[str, Any]]:
+    """This checkout's mime-server plus gateway, with the image's allocator settings; telemetry on or off."""
+    env = image_env(REPO)
+    if telemetry:
+        env |= {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url,
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+    else:
+        env["OTEL_TRACES_EXPORTER"] = "none"
+    with running_services(REPO, workdir, env, workdir / f"storage-{'on' if telemetry else 'off'}") as urls:
+        yield urls
 
 
 # -- load generators --------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mime_server.buckets import LATENCY_BUCKETS
+from mime_server.limits import FORWARDED_BYTES, FORWARDED_FIELDS, KEEPALIVE_S, POOL_CONNECTIONS
 
 PROJECT = "observability"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -123,6 +124,21 @@ class StackSettings(BaseModel):
     gateway_rate_limit: float = Field(alias="gatewayRateLimit", gt=0)
     gateway_rate_burst: int = Field(alias="gatewayRateBurst", gt=0)
     gateway_upstream_timeout_seconds: float = Field(alias="gatewayUpstreamTimeoutSeconds", gt=0)
+    mime_server_max_header_bytes: int = Field(alias="mimeServerMaxHeaderBytes", gt=0)
+    mime_server_max_headers: int = Field(alias="mimeServerMaxHeaders", gt=0)
+    mime_server_header_timeout_seconds: float = Field(alias="mimeServerHeaderTimeoutSeconds", gt=0)
+    mime_server_body_timeout_seconds: float = Field(alias="mimeServerBodyTimeoutSeconds", gt=0)
+    mime_server_keepalive_timeout_seconds: float = Field(alias="mimeServerKeepaliveTimeoutSeconds", gt=0)
+    mime_server_max_connections: int = Field(alias="mimeServerMaxConnections", gt=0)
+    mime_server_upload_memory_budget_bytes: int = Field(alias="mimeServerUploadMemoryBudgetBytes", gt=0)
+    gateway_max_header_bytes: int = Field(alias="gatewayMaxHeaderBytes", gt=0)
+    gateway_max_headers: int = Field(alias="gatewayMaxHeaders", gt=0)
+    gateway_header_timeout_seconds: float = Field(alias="gatewayHeaderTimeoutSeconds", gt=0)
+    gateway_body_timeout_seconds: float = Field(alias="gatewayBodyTimeoutSeconds", gt=0)
+    gateway_keepalive_timeout_seconds: float = Field(alias="gatewayKeepaliveTimeoutSeconds", gt=0)
+    gateway_max_connections: int = Field(alias="gatewayMaxConnections", gt=0)
+    gateway_auth_failure_burst: int = Field(alias="gatewayAuthFailureBurst", gt=0)
+    gateway_auth_failure_rate: float = Field(alias="gatewayAuthFailureRate", gt=0)
 
     backup_enabled: bool = Field(alias="backupEnabled")
     backup_interval_hours: int = Field(alias="backupIntervalHours", gt=0)
@@ -173,6 +189,11 @@ class StackSettings(BaseModel):
 
     # -- cross-field validation -------------------------------------------------------------
 
+    def _check_edge_limits(self) -> None:
+        for key, value, holds, expected in _edge_relations(self):
+            if not holds:
+                raise _err(key, value, expected)
+
     @model_validator(mode="after")
     def _check(self) -> "StackSettings":
         for key, value in (
@@ -212,6 +233,7 @@ class StackSettings(BaseModel):
             raise _err("alertNotificationTimeout", self.alert_notification_timeout,
                        f"less than alertGroupInterval ({self.alert_group_interval}): Alertmanager gives up "
                        "on a group's notifications when its next flush is due, so a longer timeout never applies")
+        self._check_edge_limits()
         _check_address("bindAddress", self.bind_address)
         if self.backup_s3_bucket and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.backup_s3_bucket):
             raise _err("backupS3Bucket", self.backup_s3_bucket, "a valid S3 bucket name, or empty for no upload")
@@ -243,6 +265,31 @@ class StackSettings(BaseModel):
                     f"stack {self.stack!r} requires the alert secrets {', '.join(missing)} "
                     f"(alertSecretsRequired is true) but they are not set. Run: {cmds}")
         return self
+
+
+def _edge_relations(s: "StackSettings") -> list[tuple[str, object, bool, str]]:
+    """(key, value, holds, expectation) of every relation between the two services' edge limits."""
+    return [
+        ("mimeServerMaxHeaderBytes", s.mime_server_max_header_bytes,
+         s.mime_server_max_header_bytes >= s.gateway_max_header_bytes + FORWARDED_BYTES,
+         f"at least gatewayMaxHeaderBytes + {FORWARDED_BYTES} ({s.gateway_max_header_bytes + FORWARDED_BYTES}): "
+         "mime-server must accept what the gateway accepts and adds"),
+        ("mimeServerMaxHeaders", s.mime_server_max_headers,
+         s.mime_server_max_headers >= s.gateway_max_headers + FORWARDED_FIELDS,
+         f"at least gatewayMaxHeaders + {FORWARDED_FIELDS} ({s.gateway_max_headers + FORWARDED_FIELDS}): "
+         "mime-server must accept what the gateway accepts and adds"),
+        ("mimeServerKeepaliveTimeoutSeconds", s.mime_server_keepalive_timeout_seconds,
+         s.mime_server_keepalive_timeout_seconds > KEEPALIVE_S,
+         f"more than the gateway's pooled-connection idle time ({KEEPALIVE_S:g} s), or the gateway reuses "
+         "connections mime-server is closing"),
+        ("mimeServerMaxConnections", s.mime_server_max_connections,
+         s.mime_server_max_connections > POOL_CONNECTIONS + 16,
+         f"more than the gateway's upstream pool ({POOL_CONNECTIONS}) plus room for Prometheus and health checks (16)"),
+        ("gatewayBodyTimeoutSeconds", s.gateway_body_timeout_seconds,
+         s.gateway_body_timeout_seconds <= s.mime_server_body_timeout_seconds,
+         f"at most mimeServerBodyTimeoutSeconds ({s.mime_server_body_timeout_seconds:g}): the gateway answers a "
+         "stalled client first"),
+    ]
 
 
 def check_alert_for_order(down_for: str, others: Mapping[str, str]) -> None:

@@ -35,8 +35,24 @@ def otel_env(settings: StackSettings, service: str) -> dict[str, str]:
     return env
 
 
+def edge_env(prefix: str, settings: StackSettings, key: str) -> dict[str, str]:
+    """The edge limits (mime_server/limits.py) of one service as its environment: <PREFIX>_MAX_HEADER_BYTES..."""
+    field = key.replace("Server", "_server").lower()  # mimeServer -> mime_server, gateway -> gateway
+    return {f"{prefix}_{name.upper()}": _number(getattr(settings, f"{field}_{name}{suffix}"))
+            for name, suffix in (("max_header_bytes", ""), ("max_headers", ""), ("header_timeout", "_seconds"),
+                                 ("body_timeout", "_seconds"), ("keepalive_timeout", "_seconds"),
+                                 ("max_connections", ""))}
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 def _mime_server(settings: StackSettings) -> Container:
-    env = otel_env(settings, MIME_SERVER.name) | {"MIME_MAX_UPLOAD_BYTES": str(settings.mime_server_max_upload_bytes)}
+    env = otel_env(settings, MIME_SERVER.name) | edge_env("MIME", settings, MIME_SERVER.key) | {
+        "MIME_MAX_UPLOAD_BYTES": str(settings.mime_server_max_upload_bytes),
+        "MIME_UPLOAD_MEMORY_BUDGET_BYTES": str(settings.mime_server_upload_memory_budget_bytes),
+    }
     secret_files: tuple[SecretFile, ...] = ()
     credentials: tuple[Credential, ...] = ()
     if settings.fault_injection_enabled:
@@ -64,10 +80,12 @@ def _gateway(settings: StackSettings) -> Container:
         image="",
         command=("python", "-m", "mime_server.gateway", "--host", "0.0.0.0", "--port", str(GATEWAY_PORT),
                  "--upstream", MIME_SERVER.url(MIME_PORT), "--api-keys-file", keys),
-        env=otel_env(settings, GATEWAY.name) | {
+        env=otel_env(settings, GATEWAY.name) | edge_env("GATEWAY", settings, GATEWAY.key) | {
             "GATEWAY_RATE_LIMIT": str(settings.gateway_rate_limit),
             "GATEWAY_RATE_BURST": str(settings.gateway_rate_burst),
             "GATEWAY_UPSTREAM_TIMEOUT": str(settings.gateway_upstream_timeout_seconds),
+            "GATEWAY_AUTH_FAILURE_BURST": str(settings.gateway_auth_failure_burst),
+            "GATEWAY_AUTH_FAILURE_RATE": _number(settings.gateway_auth_failure_rate),
         },
         secret_files=(SecretFile(keys, (API_KEY.name,), "{0}\n"),),  # one key per line
         credentials=(API_KEY,),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hmac
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +17,18 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mime_server import MIME_SERVICE
 from mime_server.detection import Detection, Detector
-from mime_server.errors import ApiError, api_error_handler
+from mime_server.errors import EXCEPTION_HANDLERS, ApiError
 from mime_server.faults import FaultInjector, FaultSpec
+from mime_server.limits import UPLOAD_MEMORY_BUDGET_BYTES
 from mime_server.logs import JsonLogger
 from mime_server.metrics import HttpMetrics, MimeMetrics, metrics_response, new_registry
-from mime_server.observe import ObservabilityMiddleware, leaf_span
+from mime_server.observe import AccessLog, ObservabilityMiddleware, leaf_span
+from mime_server.ranges import ObjectResponse, RangeNotSatisfiable, none_match, satisfiable_ranges
 from mime_server.storage import ContentStore, InvalidObjectId, ObjectNotFound, PendingUpload
 from mime_server.tracing import tracer_provider_from_env
 from mime_server.uploads import Body, Flush, clean_filename, read_upload
@@ -34,6 +38,8 @@ DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 # these answers: libmagic tells a PIE executable from a shared library only through a file descriptor
 # (DF_1_PIE), so for them uploads detect again from the temp file and keep agreeing with `file`.
 FILE_REFINED_TYPES = frozenset({"application/x-sharedlib"})
+# Write failures that mean "the volume is full" (507), not a fault of the service (500).
+STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -44,6 +50,7 @@ class ServerSettings:
     storage: Path
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     admin_key: str | None = None
+    upload_memory_budget: int = UPLOAD_MEMORY_BUDGET_BYTES
 
 
 class MimeServer:
@@ -54,7 +61,7 @@ class MimeServer:
         if settings.max_upload_bytes < 1:
             raise ValueError(f"max_upload_bytes must be positive, got {settings.max_upload_bytes}")
         self.settings = settings
-        self.store = ContentStore(settings.storage)
+        self.store = ContentStore(settings.storage, memory_budget=settings.upload_memory_budget)
         self.detector = Detector()
         self.faults = FaultInjector()
         self.tracer = tracer_provider.get_tracer("mime_server")
@@ -91,8 +98,8 @@ class MimeServer:
         self._check_admin(request)
         if request.method == "POST":
             try:
-                body: Any = await request.json()
-            except ValueError as exc:
+                body: Any = json.loads(await request.body(), parse_constant=_no_constant)
+            except ValueError as exc:  # also NaN and Infinity, which are not JSON (RFC 8259)
                 raise ApiError(400, "invalid_json", f"body is not JSON: {exc}", None) from None
             self.faults.set(FaultSpec.parse(body))
             self.logger.log("warn", "fault injection enabled", **self.faults.state())
@@ -108,8 +115,8 @@ class MimeServer:
         query_name = clean_filename(request.query_params.get("filename"))
         try:
             body = await read_upload(request, sink, self.settings.max_upload_bytes, flush)
-        except ClientDisconnect:
-            raise ApiError(400, "incomplete_body", "client disconnected before the body was complete") from None
+        except ClientDisconnect:  # the answer cannot reach the client: 499, the client's doing
+            raise ApiError(499, "client_closed_request", "client disconnected before the body was complete") from None
         return body, query_name or clean_filename(body.part_filename)
 
     def _record(self, endpoint: str, size: int, detection: Detection) -> None:
@@ -117,22 +124,40 @@ class MimeServer:
         self.metrics.detections.labels(MIME_SERVICE, detection.mime_type).inc()
 
     async def detect(self, request: Request) -> Response:
-        # Only the prefix libmagic reads is kept: a large detect body is counted, not held.
-        buffer = bytearray()
+        # Only the prefix libmagic reads is kept: a large detect body is counted, not held. The
+        # prefix is an upload's buffer, so it shares the memory budget and spills to tmp/ past it.
+        pending = self.store.begin(hashed=False)
         keep = self.detector.bytes_max
 
         def sink(chunk: bytes) -> None:
-            room = keep - len(buffer)
+            room = keep - pending.size
             if room > 0:
-                buffer.extend(chunk[:room])
+                pending.write(chunk[:room])
 
-        body, filename = await self._read(request, sink)
-        with leaf_span(self.tracer, "detect") as span:
-            detection = await anyio.to_thread.run_sync(self.detector.detect_bytes, bytes(buffer), filename)
-            span.set_attribute("mime.type", detection.mime_type)
+        async def spill() -> None:
+            if pending.needs_spill:
+                await anyio.to_thread.run_sync(pending.spill)
+
+        try:
+            body, filename = await self._read(request, sink, spill)
+            with leaf_span(self.tracer, "detect") as span:
+                detection = await anyio.to_thread.run_sync(self._detect_prefix, pending, filename)
+                span.set_attribute("mime.type", detection.mime_type)
+        except OSError as exc:
+            raise self._storage_failure(exc, request) from None
+        finally:
+            await self._discard(pending)
         self._record("detect", body.size, detection)
         return JSONResponse({"size": body.size, "mime_type": detection.mime_type, "charset": detection.charset,
                              "extension_mismatch": detection.extension_mismatch, "filename": filename})
+
+    def _detect_prefix(self, pending: PendingUpload, filename: str | None) -> Detection:
+        """Detect a detect request's kept prefix, from memory or from its spilled temp file. Blocking."""
+        if not pending.on_disk:
+            return self.detector.detect_bytes(pending.content(), filename)
+        pending.spill()  # the rest of the buffer, so the file holds the whole prefix
+        assert pending.path is not None
+        return self.detector.detect_file(str(pending.path), filename)
 
     def _detect_and_commit(self, pending: PendingUpload, filename: str | None) -> tuple[Detection, str, bool]:
         """Detect the type and commit the upload: one worker-thread hop, all the blocking work of an upload."""
@@ -150,6 +175,16 @@ class MimeServer:
                 pending, {"mime_type": detection.mime_type, "charset": detection.charset, "size": pending.size})
             span.set_attributes({"object.id": object_id, "object.created": created})
         return detection, object_id, created
+
+    def _storage_failure(self, exc: OSError, request: Request) -> Exception:
+        """What a failed write to the storage volume is answered with: 507 when the volume is full
+        (the error's text, which names paths, only in the log), else the error itself (a 500)."""
+        if exc.errno not in STORAGE_FULL:
+            return exc
+        self.logger.log("error", "storage full: request refused", errno=errno.errorcode.get(exc.errno or 0),
+                        error=f"{type(exc).__name__}: {exc}", request_id=request.state.request_id)
+        return ApiError(507, "insufficient_storage", "the storage volume is full: nothing was stored; retry later",
+                        None, {"retry-after": "60"})
 
     @staticmethod
     async def _discard(pending: PendingUpload) -> None:
@@ -173,6 +208,9 @@ class MimeServer:
             body, filename = await self._read(request, pending.write, spill)
             detection, object_id, created = await anyio.to_thread.run_sync(
                 self._detect_and_commit, pending, filename)
+        except OSError as exc:
+            await self._discard(pending)
+            raise self._storage_failure(exc, request) from None
         except BaseException:
             await self._discard(pending)
             raise
@@ -203,11 +241,19 @@ class MimeServer:
             detection = await anyio.to_thread.run_sync(self.detector.detect_file, str(stored.path), None)
             mime_type, charset = detection.mime_type, detection.charset
         etag = f'"{stored.id}"'
-        if etag in request.headers.get("if-none-match", ""):
+        if none_match(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers={"etag": etag})
         content_type = Detection(mime_type, charset, False).content_type
-        return FileResponse(stored.path, stat_result=stored.stat, media_type=content_type,
-                            headers={"etag": etag, "cache-control": "public, max-age=31536000, immutable"})
+        response = ObjectResponse(stored.path, stat_result=stored.stat, media_type=content_type,
+                                  headers={"etag": etag, "cache-control": "public, max-age=31536000, immutable"})
+        if_range = request.headers.get("if-range")
+        if if_range is None or if_range in (etag, response.headers.get("last-modified")):
+            try:
+                satisfiable_ranges(request.headers.get("range"), stored.stat.st_size)
+            except RangeNotSatisfiable as exc:
+                raise ApiError(416, "range_not_satisfiable", str(exc), request.headers.get("range"),
+                               {"content-range": f"bytes */{exc.size}"}) from None
+        return response
 
     # -- operations ------------------------------------------------------------------------------
 
@@ -242,8 +288,14 @@ def create_app(settings: ServerSettings, *, tracer_provider: TracerProvider | No
         Route("/readyz", server.readyz, methods=["GET"]),
         Route("/metrics", server.metrics_endpoint, methods=["GET"]),
     ]
-    middleware = [Middleware(ObservabilityMiddleware, tracer=server.tracer,
-                             metrics=HttpMetrics(MIME_SERVICE, registry), logger=logger)]
-    app = Starlette(routes=routes, middleware=middleware, exception_handlers={ApiError: api_error_handler})
+    access = AccessLog(HttpMetrics(MIME_SERVICE, registry), logger)
+    middleware = [Middleware(ObservabilityMiddleware, tracer=server.tracer, access=access)]
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS)
+    app.router.redirect_slashes = False  # a redirect would name this server's address; 404 instead
     app.state.server = server
+    app.state.access = access  # the HTTP edge records what it answers itself here
     return app
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+import queue
 import threading
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -99,21 +100,43 @@ def extension_mismatch(filename: str | None, mime_type: str) -> bool:
     return not (detected in _ZIP_BASED and expected in _ZIP_BASED)
 
 
+# Detections running at once, each with its own libmagic cookie. A cookie holds its own copy of the
+# compiled magic database (about 8 MB each, measured); one per worker thread, as there were, made 50
+# concurrent uploads (40 threads) take mime-server past its 256 MB limit (bench.edge). libmagic also
+# reads up to bytes_max (7 MiB) of a file into a buffer per call. Detection takes milliseconds, so a
+# few cookies cost no throughput.
+DETECTION_SLOTS = 4
+
+
 class Detector:
-    """Thread-safe libmagic wrapper (one magic cookie per thread: cookies are not thread-safe)."""
+    """Thread-safe libmagic wrapper: a pool of DETECTION_SLOTS cookies (a cookie is not thread-safe),
+    each lent to one thread at a time, so at most that many detections run at once."""
 
     def __init__(self) -> None:
-        self._local = threading.local()
+        self._idle: queue.SimpleQueue[magic.Magic] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._created = 0
+        cookie = self._borrow()
         # libmagic looks at no more than this many bytes of a file (what `file` reads): a detect
         # request needs to keep only this prefix of its body, however large the body is.
-        self.bytes_max: int = self._cookie().getparam(magic.MAGIC_PARAM_BYTES_MAX)
+        self.bytes_max: int = cookie.getparam(magic.MAGIC_PARAM_BYTES_MAX)
+        self._idle.put(cookie)
 
-    def _cookie(self) -> magic.Magic:
-        cookie = getattr(self._local, "cookie", None)
-        if cookie is None:
-            cookie = magic.Magic(mime=True, mime_encoding=True)
-            self._local.cookie = cookie
-        return cookie
+    @property
+    def cookies(self) -> int:
+        """libmagic cookies made so far (never more than DETECTION_SLOTS)."""
+        return self._created
+
+    def _borrow(self) -> magic.Magic:
+        """An idle cookie, a new one while fewer than DETECTION_SLOTS exist, else the next one given
+        back. Whoever borrows puts it back in ``self._idle`` (try/finally: this runs per detection)."""
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                create = self._created < DETECTION_SLOTS
+                self._created += create
+            return magic.Magic(mime=True, mime_encoding=True) if create else self._idle.get()
 
     @staticmethod
     def _parse(raw: str, filename: str | None) -> Detection:
@@ -125,8 +148,18 @@ class Detector:
 
     def detect_bytes(self, data: bytes, filename: str | None = None) -> Detection:
         """Detect the type of an in-memory buffer."""
-        return self._parse(self._cookie().from_buffer(data), filename)
+        cookie = self._borrow()
+        try:
+            raw = cookie.from_buffer(data)
+        finally:
+            self._idle.put(cookie)
+        return self._parse(raw, filename)
 
     def detect_file(self, path: str, filename: str | None = None) -> Detection:
         """Detect the type of a file on disk (libmagic reads as much of it as `file` would)."""
-        return self._parse(self._cookie().from_file(path), filename)
+        cookie = self._borrow()
+        try:
+            raw = cookie.from_file(path)
+        finally:
+            self._idle.put(cookie)
+        return self._parse(raw, filename)

@@ -16,24 +16,35 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 import aiohttp
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider, set_span_in_context
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from yarl import URL
 
 from mime_server import GATEWAY_SERVICE
-from mime_server.errors import ApiError, api_error_handler, error_response
+from mime_server.errors import EXCEPTION_HANDLERS, ApiError, error_response
+from mime_server.limits import GATEWAY_LIMITS, KEEPALIVE_S, POOL_CONNECTIONS, add_limit_arguments, limits_from_args
 from mime_server.logs import JsonLogger
 from mime_server.metrics import GatewayMetrics, HttpMetrics, metrics_response, new_registry
-from mime_server.observe import PROPAGATOR, ObservabilityMiddleware, leaf_span, request_id_of
+from mime_server.observe import (
+    PROPAGATOR,
+    SECRET_PARAMETERS,
+    AccessLog,
+    ObservabilityMiddleware,
+    leaf_span,
+    logged_target,
+    request_id_of,
+)
+from mime_server.options import env_default, parse_float, parse_int
 from mime_server.ratelimit import TokenBuckets
-from mime_server.serve import env_default, parse_float, parse_int, run
+from mime_server.serve import run
 from mime_server.tracing import tracer_provider_from_env
 
 # Connection-level headers (RFC 9110 7.6.1) are never forwarded; credentials stop at the gateway.
@@ -47,13 +58,14 @@ BUFFERED_RESPONSE_BYTES = 64 * 1024
 # The gateway's server (uvicorn) dates every answer itself: relaying the upstream's Date too would
 # send two. The request id is the gateway's own.
 RESPONSE_HEADERS_DROPPED = frozenset(name.encode() for name in HOP_BY_HOP | {"x-request-id", "date"})
+# Answer headers holding a URL: an absolute one would name the upstream's address, so only its
+# path, query and fragment are relayed (resolved by the client against the gateway).
+URL_HEADERS = frozenset({b"location", b"content-location"})
 # Headers aiohttp would otherwise add on its own: the upstream sees only what the client sent.
 NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
-# A bounded pool: excess requests wait for a connection instead of opening ever more.
-POOL_CONNECTIONS = 64
-# Idle pooled connections are dropped before uvicorn's 5 s keep-alive timeout closes them upstream.
-KEEPALIVE_S = 4.0
 READY_TIMEOUT_S = 2.0
+# Client addresses whose failed authentications are remembered at once (see TokenBuckets).
+AUTH_FAILURE_ADDRESSES = 10_000
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,8 @@ class GatewaySettings:
     rate_limit: float = 50.0
     rate_burst: int = 100
     upstream_timeout: float = 30.0
+    auth_failure_rate: float = 0.2   # failed authentications per second per client address, sustained
+    auth_failure_burst: int = 10     # failed authentications per client address before 429s start
 
 
 def load_api_keys(path: str | Path) -> frozenset[str]:
@@ -109,30 +123,53 @@ class ClientBody:
 
     def __init__(self, request: Request) -> None:
         self.request = request
-        self.error: Exception | None = None
+        self.error: ApiError | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self.request.stream():
                 if chunk:
                     yield chunk
-        except Exception as exc:
+        except ClientDisconnect:
+            self.error = ApiError(499, "client_closed_request", "client disconnected before the body was complete")
+            raise self.error from None
+        except ApiError as exc:  # the edge gave up on the body: stalled or malformed (408, 400)
             self.error = exc
             raise
+
+
+def relative_url(value: bytes) -> bytes:
+    """A URL header of the upstream's answer without scheme and authority (``http://10.0.0.5:8080/x`` -> ``/x``)."""
+    text = value.decode("latin-1")
+    parts = urlsplit(text)
+    if not parts.scheme and not parts.netloc:
+        return value
+    return urlunsplit(("", "", parts.path or "/", parts.query, parts.fragment)).encode("latin-1")
+
+
+def without_credentials(query: str) -> str:
+    """The query string without credential parameters (``api_key=...``): credentials stop at the gateway."""
+    kept = [part for part in query.split("&")
+            if unquote_plus(part.partition("=")[0]).strip().lower() not in SECRET_PARAMETERS]
+    return "&".join(kept)
 
 
 class Gateway:
     """The proxy endpoint and its collaborators."""
 
-    def __init__(self, settings: GatewaySettings, tracer_provider: TracerProvider, registry: CollectorRegistry) -> None:
+    def __init__(self, settings: GatewaySettings, tracer_provider: TracerProvider, registry: CollectorRegistry,
+                 logger: JsonLogger) -> None:
         if not settings.api_keys:
             raise ValueError("the gateway needs at least one API key")
         self.settings = settings
         self.upstream = settings.upstream.rstrip("/")
         self.tracer = tracer_provider.get_tracer("mime_server.gateway")
         self.registry = registry
+        self.logger = logger
         self.metrics = GatewayMetrics(GATEWAY_SERVICE, registry)
         self.buckets = TokenBuckets(settings.rate_limit, settings.rate_burst)
+        self.auth_failures = TokenBuckets(settings.auth_failure_rate, settings.auth_failure_burst,
+                                          max_keys=AUTH_FAILURE_ADDRESSES)
         # Connecting (including the wait for a pooled connection) and every read of the answer are
         # bounded; the time the client takes to send its body is not.
         self.timeout = aiohttp.ClientTimeout(total=None, connect=settings.upstream_timeout,
@@ -166,12 +203,27 @@ class Gateway:
             await session.close()
 
     def _authorise(self, request: Request) -> str:
+        # An address that failed too often is refused before its key is even compared, so that
+        # guessing gets no answer at all while it is limited. Logs name the address, never the key.
+        address = request.client.host if request.client else ""
+        wait = self.auth_failures.wait(address)
+        if wait > 0:
+            self.metrics.auth_limited.inc()
+            self.logger.log("warn", "authentication refused: too many failures from this address",
+                            client=address, retry_after_s=round(wait, 3), request_id=request_id_of(request.scope))
+            raise ApiError(429, "too_many_failed_authentications",
+                           f"more than {self.settings.auth_failure_burst} failed authentications from this address; "
+                           f"wait before retrying", round(wait, 3), {"retry-after": str(max(1, math.ceil(wait)))})
         key = presented_key(request)
         if key is not None:
             for known in self.settings.api_keys:
                 if hmac.compare_digest(key.encode(), known.encode()):
                     return known
         self.metrics.unauthorized.inc()
+        self.auth_failures.take(address)
+        reason = "missing" if key is None else "unknown"
+        self.logger.log("warn", f"authentication failed: {reason} API key", client=address,
+                        request_id=request_id_of(request.scope))
         detail = "missing API key: send X-API-Key or Authorization: Bearer" if key is None else "unknown API key"
         raise ApiError(401, "unauthorized", detail, None)
 
@@ -189,9 +241,14 @@ class Gateway:
                     incoming[name] = request.headers[name]
         return incoming
 
-    def _failure(self, reason: str, status: int, detail: str) -> Response:
+    def _failure(self, reason: str, status: int, detail: str, error: BaseException | None = None) -> Response:
+        # The client learns what failed, not where: the upstream's address and the error's text
+        # (which names it) go to the log only.
         self.metrics.upstream_errors.labels(GATEWAY_SERVICE, reason).inc()
-        return error_response(status, f"upstream_{reason}", detail, self.upstream)
+        if error is not None:
+            self.logger.log("error", f"upstream {reason} failure", upstream=self.upstream,
+                            error=f"{type(error).__name__}: {error}")
+        return error_response(status, f"upstream_{reason}", detail)
 
     async def _relay(self, upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         try:
@@ -212,35 +269,38 @@ class Gateway:
                                   f"(burst {self.settings.rate_burst}) exceeded for this key", round(wait, 3),
                                   headers={"retry-after": str(max(1, math.ceil(wait)))})
         # The raw path, as the client encoded it: decoding and re-encoding could change what it names.
-        raw_path = request.scope.get("raw_path") or request.url.path.encode()
-        query = request.scope.get("query_string", b"")
-        url = self.upstream + raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
+        raw_path = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
+        query = without_credentials(request.scope.get("query_string", b"").decode("latin-1"))
+        url = self.upstream + raw_path + (f"?{query}" if query else "")
         has_body = request.method in BODY_METHODS or "content-length" in request.headers \
             or "transfer-encoding" in request.headers
         with leaf_span(self.tracer, f"{request.method} upstream", SpanKind.CLIENT,
-                       {"http.request.method": request.method, "url.full": url}) as span:
+                       {"http.request.method": request.method,
+                        "url.full": self.upstream + logged_target(raw_path, query)}) as span:
             body = ClientBody(request) if has_body else None
             try:
                 # With the client's Content-Length the body goes out with it, otherwise chunked.
                 upstream = await self.session().request(
                     request.method, URL(url, encoded=True), headers=self._upstream_headers(request, span), data=body,
                     allow_redirects=False)
-            except TimeoutError as exc:
-                span.set_status(Status(StatusCode.ERROR, "upstream timeout"))
-                return self._failure("timeout", 504, f"upstream did not answer within "
-                                     f"{self.settings.upstream_timeout:g}s ({type(exc).__name__})")
-            except aiohttp.ClientConnectorError as exc:
-                span.set_status(Status(StatusCode.ERROR, "upstream refused"))
-                return self._failure("connect", 502, f"upstream refused the connection: {exc}")
-            except aiohttp.ClientError as exc:
+            except Exception as exc:
                 if body is not None and body.error is not None:
-                    raise body.error from exc  # the client failed (went away), not the upstream
-                span.set_status(Status(StatusCode.ERROR, "upstream protocol error"))
-                return self._failure("protocol", 502, f"upstream failed: {type(exc).__name__}: {exc}")
+                    raise body.error from exc  # the client failed (went away, stalled, malformed), not the upstream
+                if isinstance(exc, TimeoutError):
+                    span.set_status(Status(StatusCode.ERROR, "upstream timeout"))
+                    return self._failure("timeout", 504, f"upstream did not answer within "
+                                         f"{self.settings.upstream_timeout:g}s", exc)
+                if isinstance(exc, aiohttp.ClientConnectorError):
+                    span.set_status(Status(StatusCode.ERROR, "upstream refused"))
+                    return self._failure("connect", 502, "upstream refused the connection", exc)
+                if isinstance(exc, aiohttp.ClientError):
+                    span.set_status(Status(StatusCode.ERROR, "upstream protocol error"))
+                    return self._failure("protocol", 502, f"upstream failed ({type(exc).__name__})", exc)
+                raise
             span.set_attribute("http.response.status_code", upstream.status)
         # Raw header bytes, repeated headers (Set-Cookie) kept apart, names lowercased as ASGI wants.
-        headers = [(name.lower(), value) for name, value in upstream.raw_headers
-                   if name.lower() not in RESPONSE_HEADERS_DROPPED]
+        headers = [(name.lower(), relative_url(value) if name.lower() in URL_HEADERS else value)
+                   for name, value in upstream.raw_headers if name.lower() not in RESPONSE_HEADERS_DROPPED]
         length = upstream.headers.get("content-length", "")
         response: Response
         if length.isdigit() and int(length) <= BUFFERED_RESPONSE_BYTES:
@@ -248,10 +308,10 @@ class Gateway:
             try:
                 content = await upstream.read()
             except TimeoutError as exc:
-                return self._failure("timeout", 504, f"upstream body stalled past {self.settings.upstream_timeout:g}s "
-                                     f"({type(exc).__name__})")
+                return self._failure("timeout", 504, f"upstream body stalled past {self.settings.upstream_timeout:g}s",
+                                     exc)
             except aiohttp.ClientError as exc:
-                return self._failure("body", 502, f"upstream body failed: {type(exc).__name__}: {exc}")
+                return self._failure("body", 502, f"upstream body failed ({type(exc).__name__})", exc)
             finally:
                 upstream.release()
             response = Response(content, status_code=upstream.status)
@@ -269,11 +329,11 @@ class Gateway:
             async with self.session().get(f"{self.upstream}/readyz", timeout=cap, allow_redirects=False) as answer:
                 await answer.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return JSONResponse({"status": "unavailable", "detail": f"upstream unreachable: {type(exc).__name__}",
-                                 "value": self.upstream}, status_code=503)
+            return JSONResponse({"status": "unavailable", "detail": f"upstream unreachable: {type(exc).__name__}"},
+                                status_code=503)
         if answer.status != 200:
-            return JSONResponse({"status": "unavailable", "detail": f"upstream /readyz answered {answer.status}",
-                                 "value": self.upstream}, status_code=503)
+            return JSONResponse({"status": "unavailable", "detail": f"upstream /readyz answered {answer.status}"},
+                                status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def metrics_endpoint(self, request: Request) -> Response:
@@ -285,7 +345,8 @@ def create_gateway(settings: GatewaySettings, *, tracer_provider: TracerProvider
     """Build the gateway app. Tests inject tracing, registry and log stream."""
     provider = tracer_provider or tracer_provider_from_env(GATEWAY_SERVICE)
     registry = registry or new_registry()
-    gateway = Gateway(settings, provider, registry)
+    logger = JsonLogger(GATEWAY_SERVICE, log_stream)
+    gateway = Gateway(settings, provider, registry, logger)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -299,12 +360,12 @@ def create_gateway(settings: GatewaySettings, *, tracer_provider: TracerProvider
         Route("/readyz", gateway.readyz, methods=["GET"]),
         Route("/metrics", gateway.metrics_endpoint, methods=["GET"]),
     ]
-    middleware = [Middleware(ObservabilityMiddleware, tracer=gateway.tracer,
-                             metrics=HttpMetrics(GATEWAY_SERVICE, registry),
-                             logger=JsonLogger(GATEWAY_SERVICE, log_stream))]
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
-                    exception_handlers={ApiError: api_error_handler})
+    access = AccessLog(HttpMetrics(GATEWAY_SERVICE, registry), logger)
+    middleware = [Middleware(ObservabilityMiddleware, tracer=gateway.tracer, access=access)]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    app.router.redirect_slashes = False  # a redirect would be built from the Host header; 404 instead
     app.state.gateway = gateway
+    app.state.access = access  # the HTTP edge records what it answers itself here
     return app
 
 
@@ -324,6 +385,14 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> argparse.Name
                         default=env_default(environ, "GATEWAY_RATE_BURST", "100"))
     parser.add_argument("--upstream-timeout", type=parse_float("--upstream-timeout"),
                         default=env_default(environ, "GATEWAY_UPSTREAM_TIMEOUT", "30"), help="seconds")
+    defaults = GatewaySettings(upstream="", api_keys=frozenset())
+    parser.add_argument("--auth-failure-rate", type=parse_float("--auth-failure-rate"),
+                        default=env_default(environ, "GATEWAY_AUTH_FAILURE_RATE", str(defaults.auth_failure_rate)),
+                        help="failed authentications/second per client address, sustained (env GATEWAY_AUTH_FAILURE_RATE)")
+    parser.add_argument("--auth-failure-burst", type=parse_int("--auth-failure-burst"),
+                        default=env_default(environ, "GATEWAY_AUTH_FAILURE_BURST", str(defaults.auth_failure_burst)),
+                        help="failed authentications per client address before 429 (env GATEWAY_AUTH_FAILURE_BURST)")
+    add_limit_arguments(parser, environ, "GATEWAY", GATEWAY_LIMITS)
     return parser.parse_args(argv)
 
 
@@ -331,9 +400,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
     settings = GatewaySettings(upstream=args.upstream, api_keys=load_api_keys(args.api_keys_file),
                                rate_limit=args.rate_limit, rate_burst=args.rate_burst,
-                               upstream_timeout=args.upstream_timeout)
+                               upstream_timeout=args.upstream_timeout, auth_failure_rate=args.auth_failure_rate,
+                               auth_failure_burst=args.auth_failure_burst)
     provider = tracer_provider_from_env(GATEWAY_SERVICE)
-    run(create_gateway(settings, tracer_provider=provider), args.host, args.port, GATEWAY_SERVICE, provider)
+    app = create_gateway(settings, tracer_provider=provider)
+    run(app, args.host, args.port, GATEWAY_SERVICE, provider, limits_from_args(args), app.state.access)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,8 @@ class MimeMetrics:
 
 
 class GatewayMetrics:
-    """mockup-gateway's own metrics: upstream errors by reason, rate-limited and unauthorised requests."""
+    """mockup-gateway's own metrics: upstream errors by reason, rate-limited and unauthorised requests,
+    and requests refused for their address's failed authentications."""
 
     def __init__(self, service: str, registry: CollectorRegistry) -> None:
         self.upstream_errors = Counter("gateway_upstream_errors_total", "Failed upstream calls by reason.",
@@ -88,4 +89,7 @@ class GatewayMetrics:
                                     ["service"], registry=registry).labels(service=service)
         self.unauthorized = Counter("gateway_unauthorized_total", "Requests refused for a missing or bad key.",
                                     ["service"], registry=registry).labels(service=service)
+        self.auth_limited = Counter("gateway_auth_rate_limited_total",
+                                    "Requests refused (429) because their client address failed authentication "
+                                    "too often.", ["service"], registry=registry).labels(service=service)
         self.service = service

@@ -1,65 +1,30 @@
-"""Command-line plumbing shared by both services: env-var defaults and running an app on uvicorn."""
+"""Running an app of either service on uvicorn, behind the HTTP edge that enforces the service's limits."""
 
 from __future__ import annotations
-
-import argparse
-from collections.abc import Callable, Mapping
-from typing import Any
 
 import uvicorn
 from opentelemetry.trace import TracerProvider
 from starlette.types import ASGIApp
 
+from mime_server.edge import EdgeRecorder, edge_protocol
+from mime_server.limits import EdgeLimits
 from mime_server.logs import uvicorn_log_config
 
 
-def env_default(environ: Mapping[str, str], name: str, default: str | None) -> str | None:
-    """The value of an environment variable, or the default when unset or empty."""
-    return environ.get(name) or default
+def uvicorn_config(app: ASGIApp, host: str, port: int, limits: EdgeLimits, recorder: EdgeRecorder,
+                   log_config: dict[str, object] | None) -> uvicorn.Config:
+    """uvicorn's configuration for a service: httptools under the edge protocol, no WebSockets,
+    the keep-alive timeout of ``limits``, no headers of its own but Date."""
+    return uvicorn.Config(app, host=host, port=port, http=edge_protocol(limits, recorder), ws="none",
+                          lifespan="on", log_config=log_config, access_log=False, server_header=False,
+                          proxy_headers=False, timeout_keep_alive=limits.keepalive_timeout,  # type: ignore[arg-type]
+                          timeout_graceful_shutdown=10)
 
 
-def positive(name: str, convert: Callable[[str], float]) -> Callable[[str], Any]:
-    """argparse type: a positive number parsed with ``convert``; the error names the option and value."""
-
-    def parse(value: str) -> Any:
-        try:
-            number = convert(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {value!r}") from None
-        if not number > 0:
-            raise argparse.ArgumentTypeError(f"{name} must be positive, got {value!r}")
-        return number
-
-    return parse
-
-
-def parse_int(name: str) -> Callable[[str], int]:
-    """argparse type for a positive integer."""
-    return positive(name, int)
-
-
-def parse_float(name: str) -> Callable[[str], float]:
-    """argparse type for a positive number."""
-    return positive(name, float)
-
-
-def read_secret_file(path: str | None) -> str | None:
-    """First non-comment line of a secret file (trailing newline stripped), or None without a path."""
-    if not path:
-        return None
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            value = line.strip()
-            if value and not value.startswith("#"):
-                return value
-    raise ValueError(f"secret file {path!r} holds no value")
-
-
-def run(app: ASGIApp, host: str, port: int, service: str, tracer_provider: TracerProvider | None) -> None:
+def run(app: ASGIApp, host: str, port: int, service: str, tracer_provider: TracerProvider | None,
+        limits: EdgeLimits, recorder: EdgeRecorder) -> None:
     """Serve ``app`` until SIGTERM/SIGINT, then flush pending spans."""
-    config = uvicorn.Config(app, host=host, port=port, log_config=uvicorn_log_config(service),
-                            access_log=False, server_header=False, proxy_headers=False,
-                            timeout_graceful_shutdown=10)
+    config = uvicorn_config(app, host, port, limits, recorder, uvicorn_log_config(service))
     try:
         uvicorn.Server(config).run()
     finally:

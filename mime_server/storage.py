@@ -49,16 +49,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mime_server.limits import UPLOAD_MEMORY_BUDGET_BYTES
+
 OBJECT_ID = re.compile(r"[0-9a-f]{64}")
 # Uploads up to this size stay in memory until commit; a larger body is written to tmp/ in batches
 # of about this size (by a worker thread), so an upload never holds much more than this in memory
-# (and all uploads together by UPLOAD_MEMORY_BUDGET).
+# (and all uploads together by the memory budget).
 SPILL_THRESHOLD = 1024 * 1024
-# All uploads together hold at most about this much in memory: past it, every upload still in
-# memory spills at its next chunk, so a burst of concurrent uploads degrades to disk instead of
-# growing the process towards its container memory limit (mime-server: 256 MB).
-UPLOAD_MEMORY_BUDGET = 64 * 1024 * 1024
+# The memory budget (UPLOAD_MEMORY_BUDGET_BYTES, a setting): all uploads together hold at most about
+# this much in memory; past it, every upload still in memory spills at its next chunk, so a burst of
+# concurrent uploads degrades to disk instead of growing the process towards its container memory
+# limit (mime-server: 256 MB).
 _FILE_MODE = 0o600  # as tempfile.mkstemp creates them
+IOV_MAX = 1024  # buffers per writev (Linux's limit)
 
 
 class InvalidObjectId(ValueError):
@@ -107,6 +110,19 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def _write_chunks(fd: int, chunks: list[bytes]) -> None:
+    """Write the chunks in order with writev: no joined copy of them is ever made."""
+    pending = [memoryview(chunk) for chunk in chunks if chunk]
+    while pending:
+        written = os.writev(fd, pending[:IOV_MAX])
+        while written:
+            if written >= len(pending[0]):
+                written -= len(pending.pop(0))
+            else:
+                pending[0] = pending[0][written:]
+                written = 0
 
 
 def valid_metadata(raw: bytes, size: int | None = None) -> dict[str, Any] | None:
@@ -229,13 +245,15 @@ class PendingUpload:
     """
 
     def __init__(self, tmp_dir: Path, spill_threshold: int = SPILL_THRESHOLD,
-                 budget: MemoryBudget | None = None) -> None:
+                 budget: MemoryBudget | None = None, hashed: bool = True) -> None:
         self._tmp_dir = tmp_dir
         self._threshold = spill_threshold
         self._budget = budget
         self._chunks: list[bytes] = []
         self._buffered = 0
-        self._hash = hashlib.sha256()
+        # A body that is never stored (a detect request's prefix) is not hashed: sha256 is a good
+        # part of what a small request costs.
+        self._hash = hashlib.sha256() if hashed else None
         self._fd: int | None = None
         self._durable = False  # finish() completed: the temp file is written, fsynced and closed
         self.path: Path | None = None
@@ -243,7 +261,8 @@ class PendingUpload:
 
     def write(self, chunk: bytes) -> None:
         """Take the next piece of the body (in memory; hashed now)."""
-        self._hash.update(chunk)
+        if self._hash is not None:
+            self._hash.update(chunk)
         self._chunks.append(chunk)
         self._buffered += len(chunk)
         self.size += len(chunk)
@@ -257,6 +276,8 @@ class PendingUpload:
 
     @property
     def sha256(self) -> str:
+        if self._hash is None:
+            raise RuntimeError("this upload was begun unhashed: it cannot be committed")
         return self._hash.hexdigest()
 
     @property
@@ -287,9 +308,9 @@ class PendingUpload:
         if self._fd is None:
             fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=self._tmp_dir)
             self._fd, self.path = fd, Path(name)
-        data = b"".join(self._chunks)
+        chunks = self._chunks
         self._drop_buffer()
-        _write_all(self._fd, data)
+        _write_chunks(self._fd, chunks)
 
     def finish(self) -> Path:
         """Write everything to the temp file (creating it if the upload was in memory), fsync and
@@ -332,7 +353,7 @@ class ContentStore:
     """
 
     def __init__(self, root: Path, fsync_dir: Callable[[Path], None] = _fsync_dir,
-                 spill_threshold: int = SPILL_THRESHOLD, memory_budget: int = UPLOAD_MEMORY_BUDGET) -> None:
+                 spill_threshold: int = SPILL_THRESHOLD, memory_budget: int = UPLOAD_MEMORY_BUDGET_BYTES) -> None:
         self.root = root
         self.memory = MemoryBudget(memory_budget)
         self.spill_threshold = spill_threshold
@@ -351,9 +372,10 @@ class ContentStore:
             if leftover.is_file():
                 leftover.unlink(missing_ok=True)
 
-    def begin(self) -> PendingUpload:
-        """Start a new upload (in memory; no file-system call)."""
-        return PendingUpload(self.tmp, self.spill_threshold, self.memory)
+    def begin(self, hashed: bool = True) -> PendingUpload:
+        """Start a new upload (in memory; no file-system call); ``hashed=False`` for a body that is
+        only looked at, never committed."""
+        return PendingUpload(self.tmp, self.spill_threshold, self.memory, hashed)
 
     def _sidecar(self, object_id: str) -> Path:
         return self.meta / f"{object_id}.json"

@@ -6,7 +6,7 @@ import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
@@ -17,6 +17,12 @@ Sink = Callable[[bytes], None]
 # data to disk off the event loop (in a worker thread) while the body is still streaming in.
 Flush = Callable[[], Awaitable[None]]
 MAX_FILENAME_BYTES = 255
+# RFC 2046 5.1.1: a boundary is 1 to 70 characters.
+MAX_BOUNDARY = 70
+# Bidirectional formatting characters (Unicode TR 9): they make a name display other than it is
+# ("report\u202etxt.exe" shows as "reportexe.txt"). Refused, like control characters, rather than
+# stripped: a silently changed name would be stored under a name the client never sent.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
 # Room for boundaries and part headers around the file in a multipart body.
 MULTIPART_OVERHEAD = 16 * 1024
 
@@ -34,13 +40,15 @@ def too_large(limit: int, seen: int) -> ApiError:
 
 
 def clean_filename(value: str | None) -> str | None:
-    """Reduce a client filename to its last path segment; refuse control characters and overlong names."""
+    """Reduce a client filename to its last path segment; refuse control and bidirectional
+    formatting characters and overlong names."""
     if value is None:
         return None
     for index, char in enumerate(value):
-        if unicodedata.category(char) == "Cc":
+        if unicodedata.category(char) == "Cc" or char in BIDI_CONTROLS:
+            kind = "control" if unicodedata.category(char) == "Cc" else "bidirectional formatting"
             raise ApiError(400, "invalid_filename",
-                           f"filename contains control character U+{ord(char):04X} at index {index}", value)
+                           f"filename contains {kind} character U+{ord(char):04X} at index {index}", value)
     name = value.replace("\\", "/").rsplit("/", 1)[-1].strip()
     if name in ("", ".", ".."):
         return None
@@ -126,6 +134,9 @@ async def _read_multipart(request: Request, content_type: str, sink: Sink, limit
     boundary = params.get(b"boundary")
     if not boundary:
         raise ApiError(400, "malformed_multipart", "multipart/form-data without a boundary parameter", content_type)
+    if len(boundary) > MAX_BOUNDARY:
+        raise ApiError(400, "malformed_multipart", f"multipart boundary is longer than {MAX_BOUNDARY} characters "
+                       f"(RFC 2046)", len(boundary))
     collector = _MultipartFile(sink, limit)
     try:
         parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
@@ -138,7 +149,7 @@ async def _read_multipart(request: Request, content_type: str, sink: Sink, limit
             if flush is not None:
                 await flush()
         parser.finalize()
-    except MultipartParseError as exc:
+    except FormParserError as exc:  # every error of the parser, its constructor's included
         raise ApiError(400, "malformed_multipart", f"multipart body does not parse: {exc}", content_type) from None
     if not collector.ended:
         raise ApiError(400, "malformed_multipart", "multipart body ends before its closing boundary", content_type)

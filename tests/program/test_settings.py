@@ -139,3 +139,34 @@ def test_a_notification_timeout_of_a_whole_group_interval_is_refused():
     with pytest.raises(SettingsError, match=r"observability:alertNotificationTimeout = '5m': expected less than "
                                             r"alertGroupInterval \(5m\)"):
         from_values("dev", {**DEV, "alertNotificationTimeout": "5m"})
+
+
+def test_the_stack_s_edge_limits_default_to_the_services_own_defaults():
+    """Pulumi.yaml deploys the limits the services default to when run by hand (mime_server/limits.py)."""
+    from mime_server.gateway import GatewaySettings
+    from mime_server.limits import GATEWAY_LIMITS, MIME_LIMITS, UPLOAD_MEMORY_BUDGET_BYTES
+
+    dev = load_stack("dev")
+    for prefix, limits in (("mime_server", MIME_LIMITS), ("gateway", GATEWAY_LIMITS)):
+        assert (getattr(dev, f"{prefix}_max_header_bytes"), getattr(dev, f"{prefix}_max_headers"),
+                getattr(dev, f"{prefix}_header_timeout_seconds"), getattr(dev, f"{prefix}_body_timeout_seconds"),
+                getattr(dev, f"{prefix}_keepalive_timeout_seconds"), getattr(dev, f"{prefix}_max_connections")) == (
+            limits.max_header_bytes, limits.max_headers, limits.header_timeout, limits.body_timeout,
+            limits.keepalive_timeout, limits.max_connections), prefix
+    assert dev.mime_server_upload_memory_budget_bytes == UPLOAD_MEMORY_BUDGET_BYTES
+    defaults = GatewaySettings(upstream="http://x", api_keys=frozenset())
+    assert (dev.gateway_auth_failure_burst, dev.gateway_auth_failure_rate) == (
+        defaults.auth_failure_burst, defaults.auth_failure_rate)
+
+
+@pytest.mark.parametrize("values,key,expected", [
+    ({"gatewayMaxHeaderBytes": "20000"}, "mimeServerMaxHeaderBytes", "at least gatewayMaxHeaderBytes + 1024 (21024)"),
+    ({"mimeServerMaxHeaders": "101"}, "mimeServerMaxHeaders", "at least gatewayMaxHeaders + 5 (105)"),
+    ({"mimeServerKeepaliveTimeoutSeconds": "3"}, "mimeServerKeepaliveTimeoutSeconds", "pooled-connection idle time (4 s)"),
+    ({"mimeServerMaxConnections": "64"}, "mimeServerMaxConnections", "upstream pool (64)"),
+    ({"gatewayBodyTimeoutSeconds": "60"}, "gatewayBodyTimeoutSeconds", "at most mimeServerBodyTimeoutSeconds (30)"),
+])
+def test_edge_limits_that_contradict_each_other_are_refused(values, key, expected):
+    with pytest.raises(SettingsError) as err:
+        from_values("dev", {**DEV, **values})
+    assert str(err.value).startswith(f"observability:{key} = ") and expected in str(err.value)

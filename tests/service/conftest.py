@@ -22,7 +22,9 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from mime_server.app import ServerSettings, create_app
+from mime_server.limits import EdgeLimits
 from mime_server.metrics import new_registry
+from mime_server.serve import uvicorn_config
 
 ADMIN_KEY = "admin-secret"
 
@@ -80,12 +82,21 @@ def free_port() -> int:
 
 
 class ThreadedServer:
-    """Runs an ASGI app with uvicorn on 127.0.0.1 in a background thread (real sockets, real HTTP)."""
+    """Runs an ASGI app with uvicorn on 127.0.0.1 in a background thread (real sockets, real HTTP).
 
-    def __init__(self, app: Any, port: int | None = None) -> None:
+    An app of either service runs as the services do, behind the HTTP edge with ``limits``; any
+    other app (test upstreams) on plain uvicorn.
+    """
+
+    def __init__(self, app: Any, port: int | None = None, limits: EdgeLimits | None = None) -> None:
         self.port = port or free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
-                                                    access_log=False, lifespan="on"))
+        access = getattr(getattr(app, "state", None), "access", None)
+        if access is not None:
+            config = uvicorn_config(app, "127.0.0.1", self.port, limits or EdgeLimits(), access, None)
+        else:
+            config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, access_log=False,
+                                    lifespan="on")
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

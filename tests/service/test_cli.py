@@ -111,3 +111,30 @@ def test_both_commands_serve_and_log_json_lines_the_replay_tool_reads(
     assert datetime.fromisoformat(upload["ts"]).tzinfo is not None
     server_upload = next(json.loads(line) for line in server_out.splitlines() if '"POST"' in line)
     assert server_upload["request_id"] == upload["request_id"]
+
+
+def test_edge_limits_are_options_and_env_variables_of_each_service() -> None:
+    server = server_cli.parse_args(["--storage", "/d"], {})
+    assert (server.max_header_bytes, server.max_headers, server.header_timeout, server.body_timeout,
+            server.keepalive_timeout, server.max_connections) == (20480, 120, 10.0, 30.0, 5.0, 256)
+    assert server.upload_memory_budget_bytes == 32 * 1024 * 1024
+    env = {"MIME_MAX_HEADER_BYTES": "8192", "MIME_MAX_CONNECTIONS": "64", "MIME_BODY_TIMEOUT": "2.5",
+           "MIME_UPLOAD_MEMORY_BUDGET_BYTES": "1048576"}
+    server = server_cli.parse_args(["--storage", "/d", "--max-headers", "50"], env)
+    assert (server.max_header_bytes, server.max_connections, server.body_timeout, server.max_headers,
+            server.upload_memory_budget_bytes) == (8192, 64, 2.5, 50, 1048576)
+    gateway = gateway_cli.parse_args(["--upstream", "http://m", "--api-keys-file", "/k"], {})
+    assert (gateway.max_header_bytes, gateway.max_headers, gateway.max_connections) == (16384, 100, 512)
+    assert (gateway.auth_failure_rate, gateway.auth_failure_burst) == (0.2, 10)
+    gateway = gateway_cli.parse_args(["--upstream", "http://m", "--api-keys-file", "/k"], {
+        "GATEWAY_HEADER_TIMEOUT": "3", "GATEWAY_AUTH_FAILURE_BURST": "4", "MIME_HEADER_TIMEOUT": "99"})
+    assert (gateway.header_timeout, gateway.auth_failure_burst) == (3.0, 4)
+
+
+@pytest.mark.parametrize("option,value", [("--header-timeout", "0"), ("--max-connections", "-5"),
+                                          ("--body-timeout", "nan"), ("--keepalive-timeout", "inf")])
+def test_limit_that_is_not_a_positive_number_is_refused_naming_it(option: str, value: str,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        server_cli.parse_args(["--storage", "/d", option, value], {})
+    assert option in capsys.readouterr().err

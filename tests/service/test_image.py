@@ -66,3 +66,8 @@ def test_requirements_are_pinned_and_cover_every_third_party_import() -> None:
         if not names & set(pinned):
             missing.append((module, sorted(names)))
     assert missing == []
+
+
+def test_allocator_is_set_for_bounded_memory_under_concurrent_uploads() -> None:
+    env = " ".join(instructions("ENV"))
+    assert "MALLOC_ARENA_MAX=2" in env and "MALLOC_MMAP_THRESHOLD_=131072" in env

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.types import Message, Scope
 
+from mime_server.detection import DETECTION_SLOTS, Detector
 from mime_server.faults import FaultInjector, FaultSpec
 from mime_server.storage import PendingUpload
 from tests.service.conftest import ADMIN_KEY, Harness, ThreadedServer, eventually, make_server
@@ -140,8 +142,9 @@ def test_detect_holds_only_what_libmagic_reads_and_agrees_with_file(tmp_path: Pa
     harness = make_server(tmp_path, max_upload_bytes=64 * 1024 * 1024)
     detector = harness.app.state.server.detector
     seen: list[int] = []
-    detect_bytes = detector.detect_bytes
-    detector.detect_bytes = lambda data, filename=None: (seen.append(len(data)), detect_bytes(data, filename))[1]
+    detect_file = detector.detect_file  # a prefix this large is spilled to tmp/ and detected from there
+    detector.detect_file = lambda path, filename=None: (seen.append(os.stat(path).st_size),
+                                                        detect_file(path, filename))[1]
     data = PNG_1x1 + os.urandom(detector.bytes_max + 3 * 1024 * 1024)  # larger than libmagic reads
     sample = tmp_path / "big.png"
     sample.write_bytes(data)
@@ -151,6 +154,15 @@ def test_detect_holds_only_what_libmagic_reads_and_agrees_with_file(tmp_path: Pa
         answer = harness.client.post("/v1/detect", content=data).json()
     assert (answer["size"], answer["mime_type"]) == (len(data), expected)
     assert seen == [detector.bytes_max]  # the prefix `file` reads, not the whole body
+    assert list((harness.storage / "tmp").iterdir()) == []
+
+
+def test_detections_from_many_threads_share_a_bounded_pool_of_libmagic_cookies() -> None:
+    detector = Detector()  # each cookie holds its own ~8 MB copy of the magic database
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda i: detector.detect_bytes(b"plain text %d\n" % i).mime_type, range(200)))
+    assert answers == ["text/plain"] * 200
+    assert 1 <= detector.cookies <= DETECTION_SLOTS < 16
 
 
 def test_health_ready_and_metrics(server: Harness) -> None:
@@ -320,7 +332,7 @@ def test_small_upload_is_kept_in_memory(server: Harness, spills: list[int]) -> N
 
 
 @pytest.mark.parametrize("case", ["413 streamed", "413 multipart", "400 empty", "400 truncated multipart",
-                                  "400 multipart without file", "400 client disconnected"])
+                                  "400 multipart without file", "499 client disconnected"])
 def test_failed_upload_leaves_nothing_in_tmp(server: Harness, spills: list[int], case: str) -> None:
     headers, disconnect_after = None, None
     if case == "413 streamed":
@@ -361,7 +373,8 @@ def test_client_disconnect_mid_body_leaves_nothing_in_tmp(tmp_path: Path) -> Non
         # The connection is closed 40 000 bytes short: the server sees a disconnect.
         assert eventually(lambda: harness.access_lines()), "the aborted request was never logged"
         assert eventually(lambda: not list(tmp.iterdir())), f"left in tmp/: {list(tmp.iterdir())}"
-    assert harness.access_lines()[-1]["http_status"] == 400
+    assert harness.access_lines()[-1]["http_status"] == 499  # client closed request: no answer could be sent
+    assert harness.access_lines()[-1]["level"] == "warn"
     assert stored_names(harness.storage) == []
 
 
@@ -394,7 +407,7 @@ def test_upload_makes_no_file_system_call_on_the_event_loop(server: Harness, spi
                 post_in_pieces(server.app, pieces_of(b"z" * (64 * 1024 + 1)))[0],
                 post_in_pieces(server.app, pieces_of(b"y" * 9000), disconnect_after=2)[0]]
     monkeypatch.undo()
-    assert outcomes == [201, 201, 201, 413, 400]
+    assert outcomes == [201, 201, 201, 413, 499]
     assert loop_threads == {threading.get_ident()} and spills  # anyio.run runs the loop in this thread
     assert {name for name, _ in calls} >= {"open", "write", "fsync", "close", "replace", "unlink", "mkstemp"}
     on_loop = [name for name, thread in calls if thread in loop_threads]
@@ -430,21 +443,54 @@ def test_filename_path_components_are_stripped(server: Harness) -> None:
     assert response.json()["filename"] == "passwd.txt"
 
 
-def test_unhandled_exception_is_500_json_and_logged_as_error(server: Harness,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    store = server.app.state.server.store
+def upload_failing_at_commit(server: Harness, monkeypatch: pytest.MonkeyPatch, error: OSError) -> Any:
+    """POST an upload whose commit raises ``error``; the response."""
+    def failing_commit(*args: object) -> None:
+        raise error
 
-    def broken_commit(*args: object) -> None:
-        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(server.app.state.server.store, "commit", failing_commit)
+    return server.client.post("/v1/files", content=b"data\n")
 
-    monkeypatch.setattr(store, "commit", broken_commit)
-    response = server.client.post("/v1/files", content=b"data\n")
+
+def test_unhandled_exception_is_500_json_without_its_text_and_logged_as_error(
+        server: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    response = upload_failing_at_commit(server, monkeypatch, OSError(5, "Input/output error at /srv/secret/path"))
     assert response.status_code == 500
-    assert "No space left on device" in response.json()["detail"]
+    body = response.json()
+    assert body["error"] == "internal_error" and "/srv/secret/path" not in response.text
+    assert body["value"] == response.headers["x-request-id"]
     line = server.access_lines()[-1]
     assert (line["level"], line["status"], line["http_status"]) == ("error", "error", 500)
-    assert "OSError" in line["error"]
+    assert "Input/output error at /srv/secret/path" in line["error"]  # the log keeps what happened
     assert list((server.storage / "tmp").iterdir()) == []
+
+
+def test_full_disk_is_507_with_a_clear_message_and_nothing_left_in_tmp(
+        server: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    response = upload_failing_at_commit(server, monkeypatch,
+                                        OSError(28, "No space left on device: '/data/tmp/upload-x.part'"))
+    assert response.status_code == 507
+    assert response.json() == {"error": "insufficient_storage",
+                               "detail": "the storage volume is full: nothing was stored; retry later"}
+    assert "/data/tmp" not in response.text and response.headers["retry-after"] == "60"
+    lines = server.log_lines()
+    assert any(line["msg"] == "storage full: request refused" and line["errno"] == "ENOSPC" for line in lines)
+    assert server.access_lines()[-1]["http_status"] == 507
+    assert list((server.storage / "tmp").iterdir()) == []
+
+
+def test_detect_body_spilling_to_a_full_disk_is_507(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    harness = make_server(tmp_path)
+    harness.app.state.server.store.spill_threshold = SPILL_AT
+
+    def full_spill(self: PendingUpload) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(PendingUpload, "spill", full_spill)
+    with harness.client:
+        response = harness.client.post("/v1/detect", content=b"x" * 10 * SPILL_AT)
+    assert (response.status_code, response.json()["error"]) == (507, "insufficient_storage")
+    assert harness.access_lines()[-1]["level"] == "error"  # the service's own condition: an operator acts
 
 
 # -- fault injection --------------------------------------------------------------------------

@@ -345,17 +345,36 @@ def test_a_failed_sidecar_write_leaves_no_sidecar_and_no_object(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     store = ContentStore(tmp_path)
     pending = upload(store, b"disk full\n")
-    real_write_all = storage._write_all
     writes: list[bytes] = []
 
-    def full_after_the_object(fd: int, data: bytes) -> None:
+    def full_at_the_sidecar(fd: int, data: bytes) -> None:  # the object's temp file (writev) went out whole
         writes.append(data)
-        if len(writes) > 1:  # the object's temp file is written, the sidecar is not
-            raise OSError(28, "No space left on device")
-        real_write_all(fd, data)
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(storage, "_write_all", full_after_the_object)
+    monkeypatch.setattr(storage, "_write_all", full_at_the_sidecar)
     with pytest.raises(OSError, match="No space left"):
         store.commit(pending, {**METADATA, "size": pending.size})
-    assert writes[0] == b"disk full\n" and json.loads(writes[1])["size"] == 10
+    assert len(writes) == 1 and json.loads(writes[0])["size"] == 10
     assert (list(store.objects.iterdir()), list(store.meta.iterdir()), list(store.tmp.iterdir())) == ([], [], [])
+
+
+def test_spilled_chunks_are_written_whole_when_the_kernel_takes_a_few_bytes_at_a_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_writev = os.writev
+    monkeypatch.setattr(os, "writev", lambda fd, buffers: real_writev(fd, [bytes(buffers[0][:3])]))
+    store = ContentStore(tmp_path, spill_threshold=4)
+    pending = store.begin()
+    for chunk in (b"first ", b"", b"second ", b"third"):
+        pending.write(chunk)
+    pending.spill()
+    assert pending.path is not None and pending.path.read_bytes() == b"first second third"
+    pending.discard()
+
+
+def test_a_body_begun_unhashed_cannot_be_committed(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    pending = store.begin(hashed=False)  # a detect request's prefix: looked at, never stored
+    pending.write(b"looked at only\n")
+    with pytest.raises(RuntimeError, match="unhashed"):
+        store.commit(pending, {**METADATA, "size": pending.size})
+    assert list(store.objects.iterdir()) == [] and list(store.tmp.iterdir()) == []
