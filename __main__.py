@@ -1,8 +1,13 @@
-"""The Pulumi program: stack settings from pulumi.Config -> ObservabilityStack -> stack outputs."""
+"""The Pulumi program: stack settings from pulumi.Config -> the stack on its platform -> stack outputs.
+
+`platform: docker` (default) runs every service on one Docker host (ObservabilityStack);
+`platform: kubernetes` runs the same services on the cluster of the current kubeconfig (KubernetesStack).
+"""
 
 import pulumi
 
 from components.secrets import from_config
+from components.kubernetes_stack import KubernetesStack
 from components.stack import ObservabilityStack, StackArgs
 from config.settings import PROJECT, SettingsError, declared_config, from_values, secret_keys
 
@@ -17,6 +22,7 @@ try:
 except SettingsError as exc:
     raise pulumi.RunError(str(exc)) from None
 
-stack = ObservabilityStack(settings.stack, StackArgs(settings, secrets))
+platform = KubernetesStack if settings.kubernetes else ObservabilityStack
+stack = platform(settings.stack, StackArgs(settings, secrets))
 for key, value in stack.outputs.items():
     pulumi.export(key, value)

@@ -110,7 +110,7 @@ def _container(settings: StackSettings) -> Container:
         secret_files=secret_files,
         file_owner=UID if secret_files else None,
         uid=UID,
-        volumes=(Volume("jaeger-data", DATA_DIR),) if settings.jaeger_storage == "badger" else (),
+        volumes=(Volume("jaeger-data", DATA_DIR, size_gi=10),) if settings.jaeger_storage == "badger" else (),
         health=wget_health(HEALTH_PORT, "/status"),
     )
 

@@ -147,7 +147,7 @@ def _container(settings: StackSettings) -> Container:
         secret_files=secret_files,
         file_owner=UID if secret_files else None,
         uid=UID,
-        volumes=(Volume("loki-data", DATA_DIR),),
+        volumes=(Volume("loki-data", DATA_DIR, size_gi=10),),
         # The Loki image has no shell, wget or curl: the binary checks its own /ready.
         health=Health(("CMD", "/usr/bin/loki", "-health"), start_period="30s"),
     )

@@ -136,7 +136,7 @@ def _container(settings: StackSettings) -> Container:
         image=str(settings.service(PROMETHEUS.name).image),
         command=tuple(command(settings)),
         files=files,
-        volumes=(Volume("prometheus-data", DATA_DIR),),
+        volumes=(Volume("prometheus-data", DATA_DIR, size_gi=20),),
         uid=UID,
         health=wget_health(PORT, "/-/healthy"),
     )

@@ -51,6 +51,7 @@ class Volume:
     name: str  # e.g. "prometheus-data"; the volume is <stack>_<name with _>
     path: str
     read_only: bool = False
+    size_gi: int = 1  # what a cluster's volume claim asks for (a Docker volume grows with its disk)
 
 
 @dataclass(frozen=True)

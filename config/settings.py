@@ -141,6 +141,7 @@ class StackSettings(BaseModel):
     platform: Literal["docker", "kubernetes"] = Field(alias="platform")
     namespace: str = Field(alias="namespace", pattern=_DNS_LABEL)
     storage_class: str = Field(alias="storageClass")
+    image_registry: str = Field(alias="imageRegistry", pattern=r"^([a-z0-9]([a-z0-9._:-]*[a-z0-9])?(/[a-z0-9._-]+)*)?$")
     object_store_endpoint: str = Field(alias="objectStoreEndpoint", pattern=r"^(https?://[^/\s]+)?$")
     object_store_bucket: str = Field(alias="objectStoreBucket")
     object_store_region: str = Field(alias="objectStoreRegion", min_length=1)
@@ -294,6 +295,10 @@ class StackSettings(BaseModel):
                        f"the URL of the {self.jaeger_storage} cluster (jaegerStorage is {self.jaeger_storage})")
         if not self.kubernetes:
             return
+        if not self.image_registry:
+            raise _err("imageRegistry", self.image_registry,
+                       "a registry the cluster pulls from, e.g. registry.example.com/observability: `pulumi up` "
+                       "pushes the images built from this repository there (after `docker login`)")
         if self.logs_enabled and self.log_shipper != "alloy":
             raise _err("logShipper", self.log_shipper, "'alloy' on platform kubernetes (Promtail is end of life)")
         if self.object_store_bucket and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.object_store_bucket):

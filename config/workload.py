@@ -20,7 +20,7 @@ GATEWAY_PORT = 8000
 SECRETS_DIR = "/run/secrets"
 STORAGE_DIR = "/data"
 BACKUPS_DIR = "/backups"
-STORAGE = Volume("mime-storage", STORAGE_DIR)
+STORAGE = Volume("mime-storage", STORAGE_DIR, size_gi=10)
 API_KEY = Credential("gateway-api-key", 40)
 ADMIN_KEY = Credential("fault-admin-key", 40)
 S3_PREFIX = "mime-storage/"

@@ -243,6 +243,21 @@ STAGING_SECRETS = {
 }
 
 
+# What the cluster stack needs besides the alert secrets: object store keys, the database, OpenSearch.
+K8S_SECRETS = {
+    **STAGING_SECRETS,
+    "objectStoreAccessKeyId": "AKIAIOSFODNN7EXAMPLE",
+    "objectStoreSecretAccessKey": "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY",
+    "grafanaDatabaseUrl": "postgres://grafana:db-secret-password@db.example.internal:5432/grafana",
+    "jaegerStoragePassword": "opensearch-secret-password",
+}
+
+
+def stack_secrets(stack: str) -> dict[str, str] | None:
+    """The secrets a user sets before deploying `stack` (dev needs none)."""
+    return None if stack == "dev" else dict(K8S_SECRETS if stack == "k8s" else STAGING_SECRETS)
+
+
 def run_stack(stack: str, overrides: dict[str, Any] | None = None) -> ProgramRun:
-    """Run a committed stack as a user would: staging and prod with their alert secrets set."""
-    return run_program(stack, overrides, None if stack == "dev" else dict(STAGING_SECRETS))
+    """Run a committed stack as a user would: staging, prod and k8s with their secrets set."""
+    return run_program(stack, overrides, stack_secrets(stack))
