@@ -7,7 +7,6 @@
 import pulumi
 
 from components.secrets import from_config
-from components.kubernetes_stack import KubernetesStack
 from components.stack import ObservabilityStack, StackArgs
 from config.settings import PROJECT, SettingsError, declared_config, from_values, secret_keys
 
@@ -22,7 +21,10 @@ try:
 except SettingsError as exc:
     raise pulumi.RunError(str(exc)) from None
 
-platform = KubernetesStack if settings.kubernetes else ObservabilityStack
-stack = platform(settings.stack, StackArgs(settings, secrets))
+if settings.kubernetes:
+    from components.kubernetes_stack import KubernetesStack as Stack  # pulumi-kubernetes only where it is used
+else:
+    Stack = ObservabilityStack
+stack = Stack(settings.stack, StackArgs(settings, secrets))
 for key, value in stack.outputs.items():
     pulumi.export(key, value)

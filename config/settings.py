@@ -12,6 +12,8 @@ renderers point services at secret *files* and the components deliver the values
 
 from __future__ import annotations
 
+import copy
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -384,8 +386,15 @@ def _check_image(key: str, image: str) -> None:
 # --- schema: the keys, their types and defaults, as declared in Pulumi.yaml ------------------
 
 
+@functools.lru_cache(maxsize=16)
+def _parsed(path: str, mtime_ns: int) -> dict[str, Any]:
+    return yaml.safe_load(Path(path).read_text())
+
+
 def project_file(project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
-    return yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
+    """Pulumi.yaml as data; parsed once per version of the file (the program asks for it once per key)."""
+    path = project_dir / "Pulumi.yaml"
+    return copy.deepcopy(_parsed(str(path), path.stat().st_mtime_ns))
 
 
 def declared_config(project_dir: Path = PROJECT_DIR) -> dict[str, dict[str, Any]]:
