@@ -4,8 +4,8 @@
 runs on one host, with pulumi-kubernetes typed resources: a ConfigMap of the rendered files and a
 Secret of the secret files (each mounted file by file where the container expects it), a
 ServiceAccount (its token mounted only for a service that reads the cluster, with a Role for just
-that), a Service named after the service (so `http://loki:3100` resolves as on Docker), and the
-workload: a DaemonSet for a per-node service, a StatefulSet (with a headless Service giving each
+that), a Service named after the service (so the URLs the renderers write, `http://loki:<port>`,
+resolve as on Docker), and the workload: a DaemonSet for a per-node service, a StatefulSet (with a headless Service giving each
 replica a stable DNS name, and one volume claim per replica) for a service that owns data or
 talks to its peers, a Deployment otherwise; a PodDisruptionBudget when it has replicas to spare,
 and its NetworkPolicy: ingress from the services that talk to it, egress to those it talks to.

@@ -205,22 +205,32 @@ def no_plain_secret_data(args: ResourceValidationArgs, report: ReportViolation) 
 
 
 def no_public_services(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    """No LoadBalancer or NodePort Service, no host port, unless the stack sets allowPublicPorts."""
-    from .rules import ALLOW_PUBLIC_PORTS, public_ports_allowed
+    """No LoadBalancer or NodePort Service unless the stack sets allowPublicPorts."""
+    from .rules import public_ports_allowed
 
-    hint = f"use ClusterIP and port-forward or an Ingress, or opt in with `pulumi config set {ALLOW_PUBLIC_PORTS} true`"
     if args.resource_type == SERVICE and not public_ports_allowed(args):
         kind = reveal(get(reveal(get(args.props, "spec")), "type"))
         if kind in PUBLIC_SERVICE_TYPES:
-            report(f"Service {args.name} is a {kind} (reachable from outside the cluster): {hint}")
-    pod = pod_spec(args.resource_type, args.props)
-    if pod is None or public_ports_allowed(args):
-        return
-    for container in containers(pod):
-        bound = [_num(reveal(get(p, "hostPort"))) for p in map(reveal, items(get(container, "ports")))
-                 if get(p, "hostPort") is not None]
-        if bound:
-            report(f"{_who(args, container)} binds host ports {bound} on every node: {hint}")
+            report(f"Service {args.name} is a {kind} (reachable from outside the cluster): {_public_hint()}")
+
+
+@_workloads
+def no_host_ports(args: ResourceValidationArgs, pod: Mapping[str, Any], container: Mapping[str, Any],
+                  report: ReportViolation) -> None:
+    """No container binds a host port (every node's address) unless the stack sets allowPublicPorts."""
+    from .rules import public_ports_allowed
+
+    bound = [_num(reveal(get(p, "hostPort"))) for p in map(reveal, items(get(container, "ports")))
+             if get(p, "hostPort") is not None]
+    if bound and not public_ports_allowed(args):
+        report(f"{_who(args, container)} binds host ports {bound} on every node: {_public_hint()}")
+
+
+def _public_hint() -> str:
+    from .rules import ALLOW_PUBLIC_PORTS
+
+    return (f"use ClusterIP and port-forward or an Ingress, or opt in with "
+            f"`pulumi config set {ALLOW_PUBLIC_PORTS} true`")
 
 
 @_workloads

@@ -292,7 +292,7 @@ POLICIES: list[Policy] = [
     ResourceValidationPolicy(
         "no-public-ports", "No port binds 0.0.0.0/::/empty (no LoadBalancer, NodePort or host port) unless the stack "
         "sets allowPublicPorts.",
-        [no_public_ports, kubernetes.no_public_services], MANDATORY,
+        [no_public_ports, kubernetes.no_public_services, kubernetes.no_host_ports], MANDATORY,
         config_schema=PolicyConfigSchema(properties={ALLOW_PUBLIC_PORTS: {"type": "boolean"}})),
     ResourceValidationPolicy("images-pinned", "Every image is pinned by tag or digest (never latest or untagged).",
                              [pinned_images, kubernetes.pinned_images], MANDATORY),

@@ -25,8 +25,10 @@ def report(case: str, outcome: Outcome) -> None:
              if outcome.killed_after_alert_s is not None else ""))
 
 
-def assert_one_deduplicated_alert(outcome: Outcome) -> None:
-    # both replicas' alerts are one alert once the replica label is dropped
+def assert_notified(outcome: Outcome, times: int) -> None:
+    """`times` notifications per receiver, each holding one alert: both replicas' alerts are one alert once the
+    replica label is dropped."""
+    assert outcome.per_receiver == {path: times for path in RECEIVERS}
     assert set(outcome.alerts_per_notification) == {1}
     assert all(REPLICA_LABEL not in labels for labels in outcome.labels)
 
@@ -37,8 +39,7 @@ def test_three_clustered_peers_send_one_notification_for_the_alert_of_two_promet
         assert rig.federate_replica_labels() == {"prometheus-0", "prometheus-1"}  # each replica labels its own
         outcome = rig.outcome(rig.settle_seconds())
     report("3 clustered peers", outcome)
-    assert outcome.per_receiver == {path: 1 for path in RECEIVERS}
-    assert_one_deduplicated_alert(outcome)
+    assert_notified(outcome, 1)
 
 
 def test_one_notification_when_the_first_notifier_is_killed_before_the_alert():
@@ -47,8 +48,7 @@ def test_one_notification_when_the_first_notifier_is_killed_before_the_alert():
         rig.fire(replicas=2)
         outcome = rig.outcome(rig.settle_seconds())
     report("3 clustered peers, first notifier killed before the alert", outcome)
-    assert outcome.per_receiver == {path: 1 for path in RECEIVERS}
-    assert_one_deduplicated_alert(outcome)
+    assert_notified(outcome, 1)
 
 
 def test_one_notification_when_the_first_notifier_is_killed_inside_group_wait():
@@ -62,8 +62,7 @@ def test_one_notification_when_the_first_notifier_is_killed_inside_group_wait():
         assert rig.notifications() == []  # nothing was sent before the kill
         outcome = rig.outcome(rig.settle_seconds(), killed_after)
     report("3 clustered peers, first notifier killed inside group_wait", outcome)
-    assert outcome.per_receiver == {path: 1 for path in RECEIVERS}
-    assert_one_deduplicated_alert(outcome)
+    assert_notified(outcome, 1)
 
 
 def test_control_two_unclustered_alertmanagers_send_two():
@@ -72,5 +71,4 @@ def test_control_two_unclustered_alertmanagers_send_two():
         rig.fire(replicas=2)
         outcome = rig.outcome(rig.settle_seconds())
     report("2 unclustered Alertmanagers (control)", outcome)
-    assert outcome.per_receiver == {path: 2 for path in RECEIVERS}
-    assert_one_deduplicated_alert(outcome)
+    assert_notified(outcome, 2)

@@ -52,7 +52,8 @@ def check(validate: Any, props: dict[str, Any], type_: str = k.DEPLOYMENT, **kw:
 
 
 @pytest.mark.parametrize("validate", [k.resources, k.capabilities, k.security_context, k.host_access, k.pinned_images,
-                                      k.no_plain_secret_env, k.no_public_services, k.retained_claims, k.probes])
+                                      k.no_plain_secret_env, k.no_public_services, k.no_host_ports, k.retained_claims,
+                                      k.probes])
 def test_a_hardened_deployment_passes(deployment: dict, validate: Any) -> None:
     assert check(validate, deployment) == []
 
@@ -136,7 +137,8 @@ def test_public_services_and_host_ports_need_the_stack_opt_in(deployment: dict) 
     assert check(k.no_public_services, lb, k.SERVICE, config={"allowPublicPorts": True}) == []
     assert check(k.no_public_services, {"spec": {"type": "ClusterIP"}}, k.SERVICE) == []
     c0(deployment)["ports"] = [{"containerPort": 9090.0, "hostPort": 9090.0}]
-    assert "binds host ports [9090]" in check(k.no_public_services, deployment)[0]
+    assert "binds host ports [9090]" in check(k.no_host_ports, deployment)[0]
+    assert check(k.no_host_ports, deployment, config={"allowPublicPorts": True}) == []
 
 
 def test_a_statefulset_keeps_its_volume_claims() -> None:
