@@ -168,8 +168,9 @@ def hardened_pod(name: str, args: KubernetesServiceArgs, image: pulumi.Input[str
     tmpfs = dict(spec.tmpfs)
     tmpfs.setdefault(TMP_DIR, "")
     for i, (path, options) in enumerate(sorted(tmpfs.items())):
+        # on the node's disk, not in memory: a memory-backed emptyDir counts against the container's limit
         volumes.append(CORE.VolumeArgs(name=f"tmp-{i}", empty_dir=CORE.EmptyDirVolumeSourceArgs(
-            medium="Memory", size_limit=_size(options))))
+            size_limit=_size(options))))
         mounts.append(CORE.VolumeMountArgs(name=f"tmp-{i}", mount_path=path))
 
     downward = [CORE.EnvVarArgs(name=env, value_from=CORE.EnvVarSourceArgs(
