@@ -31,6 +31,7 @@ import pulumi_random as random
 
 from components.service import credential
 from config.registry import Flow
+from config.slo import duration_seconds
 from config.services import (
     NODE_NAME_ENV, POD_IP_ENV, POD_NAME_ENV, Container, Endpoint, Placement, Port, headless,
 )
@@ -103,8 +104,8 @@ def file_key(path: str) -> str:
 
 
 def _seconds(duration: str) -> int:
-    number, unit = re.fullmatch(r"([0-9]+)(ms|s|m|h)", duration).groups()  # type: ignore[union-attr]
-    return max(1, round(int(number) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]))
+    """Whole seconds (at least 1, what a probe accepts) of a duration such as 10s."""
+    return max(1, round(duration_seconds(duration)))
 
 
 def _size(tmpfs_options: str) -> str:

@@ -255,8 +255,9 @@ def default_deny(args: StackValidationArgs, report: ReportViolation) -> None:
         spec = reveal(get(r.props, "spec")) or {}
         selector = reveal(get(spec, "podSelector")) or {}
         types = {str(reveal(t)) for t in items(get(spec, "policyTypes"))}
-        if not reveal(get(selector, "matchLabels")) and not items(get(selector, "matchExpressions")) and \
-                {"Ingress", "Egress"} <= types and not items(get(spec, "ingress")) and not items(get(spec, "egress")):
+        every_pod = not reveal(get(selector, "matchLabels")) and not items(get(selector, "matchExpressions"))
+        no_rules = not items(get(spec, "ingress")) and not items(get(spec, "egress"))
+        if every_pod and no_rules and {"Ingress", "Egress"} <= types:
             denying.add(_namespace(r))
     for r in args.resources:
         if r.resource_type in WORKLOADS and _namespace(r) not in denying:

@@ -28,8 +28,10 @@ from config import alertmanager as am
 from config import prometheus as prom
 from config.rules import RuleTimings, render_rule_files
 from config.services import replica_host
-from config.settings import GRAFANA_DATABASE_KEY, JAEGER_STORAGE_PASSWORD_KEY, OBJECT_STORE_SECRET_KEYS, \
-    StackSettings, from_values, stack_file_values
+from config.settings import (
+    GRAFANA_DATABASE_KEY, JAEGER_STORAGE_PASSWORD_KEY, OBJECT_STORE_SECRET_KEYS, StackSettings, from_values,
+    stack_file_values,
+)
 from tests.slo.procs import Proc, free_port, wait_http
 from tests.tools import require
 from webhook_receiver import Notification, WebhookReceiver

@@ -25,9 +25,8 @@ from tests.program import harness
 from tests.program.test_program import _plain_strings
 
 NS = "observability"
-DEPLOYMENT, STATEFULSET, DAEMONSET = "kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", \
-    "kubernetes:apps/v1:DaemonSet"
-WORKLOADS = (DEPLOYMENT, STATEFULSET, DAEMONSET)
+WORKLOADS = harness.WORKLOADS
+DEPLOYMENT, STATEFULSET, DAEMONSET = WORKLOADS
 SERVICE, CONFIG_MAP, SECRET = "kubernetes:core/v1:Service", "kubernetes:core/v1:ConfigMap", "kubernetes:core/v1:Secret"
 NETPOL, PDB = "kubernetes:networking.k8s.io/v1:NetworkPolicy", "kubernetes:policy/v1:PodDisruptionBudget"
 # what Pulumi.k8s.yaml asks for: kind and replicas of each service
@@ -287,8 +286,8 @@ def test_network_policies_deny_by_default_and_allow_the_data_flow_scrape_and_pee
     mime_in = _allowed(policies["mime-server"], "ingress")
     assert mime_in == {("mockup-gateway", 8080, "TCP"), ("prometheus", 8080, "TCP")}
     assert ("alertmanager", 9093, "TCP") in _allowed(policies["prometheus"], "egress")
-    assert {("alertmanager", CLUSTER_PORT, "TCP"), ("alertmanager", CLUSTER_PORT, "UDP")} <= \
-        _allowed(policies["alertmanager"], "ingress")
+    gossip = {("alertmanager", CLUSTER_PORT, "TCP"), ("alertmanager", CLUSTER_PORT, "UDP")}
+    assert gossip <= _allowed(policies["alertmanager"], "ingress")
     assert ("outside", 443, "TCP") in _allowed(policies["alertmanager"], "egress")  # Slack, PagerDuty
     assert ("jaeger", 4318, "TCP") in _allowed(policies["mime-server"], "egress")
     assert ("loki", 3100, "TCP") in _allowed(policies["alloy"], "egress")

@@ -10,8 +10,10 @@ import pytest
 import yaml
 
 from config.jaeger import PASSWORD_FILE, render_jaeger
-from config.settings import GRAFANA_DATABASE_KEY, JAEGER_STORAGE_PASSWORD_KEY, OBJECT_STORE_SECRET_KEYS, \
-    PROJECT_DIR, from_values, stack_file_values
+from config.settings import (
+    GRAFANA_DATABASE_KEY, JAEGER_STORAGE_PASSWORD_KEY, OBJECT_STORE_SECRET_KEYS, PROJECT_DIR, from_values,
+    stack_file_values,
+)
 from tests.tools import require
 from tests.tracing.path import jaeger_validate
 
