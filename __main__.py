@@ -1,4 +1,8 @@
-"""The Pulumi program: stack settings from pulumi.Config -> ObservabilityStack -> stack outputs."""
+"""The Pulumi program: stack settings from pulumi.Config -> the stack on its platform -> stack outputs.
+
+`platform: docker` (default) runs every service on one Docker host (ObservabilityStack);
+`platform: kubernetes` runs the same services on the cluster of the current kubeconfig (KubernetesStack).
+"""
 
 import pulumi
 
@@ -17,6 +21,10 @@ try:
 except SettingsError as exc:
     raise pulumi.RunError(str(exc)) from None
 
-stack = ObservabilityStack(settings.stack, StackArgs(settings, secrets))
+if settings.kubernetes:
+    from components.kubernetes_stack import KubernetesStack as Stack  # pulumi-kubernetes only where it is used
+else:
+    Stack = ObservabilityStack
+stack = Stack(settings.stack, StackArgs(settings, secrets))
 for key, value in stack.outputs.items():
     pulumi.export(key, value)

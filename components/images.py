@@ -29,32 +29,34 @@ def source_hash(*paths: Path, extra: str = "") -> str:
 
 
 def built_image(name: str, repository: str, context: Path, dockerfile: Path, sources: list[Path],
-                parent: pulumi.Resource) -> docker.Image:
-    """A local image built by `pulumi up` (not pushed), tagged with the hash of its sources and build args."""
+                parent: pulumi.Resource, registry: str = "") -> docker.Image:
+    """An image built by `pulumi up`, tagged with the hash of its sources and build args: local on a
+    Docker host, pushed to `registry` for a cluster (which pulls it from there)."""
     tag = source_hash(*sources, extra=repr(sorted(BUILD_ARGS.items())))
     return docker.Image(
         name,
-        image_name=f"{repository}:{tag}",
+        image_name=f"{registry}/{repository}:{tag}" if registry else f"{repository}:{tag}",
         build=docker.DockerBuildArgs(
             context=str(context.relative_to(PROJECT_DIR)) or ".",
             dockerfile=str(dockerfile.relative_to(PROJECT_DIR)),
             platform="linux/amd64",
             args=BUILD_ARGS,
         ),
-        skip_push=True,
+        skip_push=not registry,
         opts=pulumi.ResourceOptions(parent=parent),
     )
 
 
-def workload_image(parent: pulumi.Resource) -> docker.Image:
+def workload_image(parent: pulumi.Resource, registry: str = "") -> docker.Image:
     """mime-server and mockup-gateway: one image, two commands (context: mime_server/)."""
     src = PROJECT_DIR / "mime_server"
-    return built_image("mime-server-image", "observability/mime-server", src, src / "Dockerfile", [src], parent)
+    return built_image("mime-server-image", "observability/mime-server", src, src / "Dockerfile", [src], parent,
+                       registry)
 
 
-def ops_image(parent: pulumi.Resource) -> docker.Image:
+def ops_image(parent: pulumi.Resource, registry: str = "") -> docker.Image:
     """The ops image: the automation CLI (scheduled backups) and the local webhook receiver."""
     return built_image(
         "ops-image", "observability/ops", PROJECT_DIR, PROJECT_DIR / "ops" / "Dockerfile",
-        [PROJECT_DIR / "ops", PROJECT_DIR / "automation", PROJECT_DIR / "webhook_receiver"], parent,
+        [PROJECT_DIR / "ops", PROJECT_DIR / "automation", PROJECT_DIR / "webhook_receiver"], parent, registry,
     )

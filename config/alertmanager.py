@@ -18,11 +18,13 @@ from typing import Any
 from config import slo
 from config.rules import burn_alert_name, to_yaml
 from config.services import (
-    Container, Endpoint, MetaAlert, SecretFile, Service, Volume, python_health, wget_health,
+    POD_IP_ENV, WORKLOAD_UID, Container, Endpoint, MetaAlert, Port, SecretFile, Service, Volume, python_health, replica_host,
+    wget_health,
 )
 from config.settings import ALERT_SECRET_KEYS, StackSettings
 
 PORT = 9093
+CLUSTER_PORT = 9094  # gossip between the replicas of a cluster (TCP and UDP)
 RECEIVER_PORT = 9095
 CONFIG_ROOT = "/etc/alertmanager"
 CONFIG_PATH = f"{CONFIG_ROOT}/alertmanager.yml"
@@ -156,12 +158,25 @@ def render_alertmanager(settings: StackSettings, *, secrets_dir: str | Path | No
     return head + to_yaml(doc)
 
 
+def cluster_flags(settings: StackSettings) -> list[str]:
+    """Gossip between the replicas: listen on the cluster port, advertise the pod IP, one --cluster.peer per
+    replica by its stable DNS name (each replica lists itself too, as the Prometheus operator does).
+    One replica, or one Docker host: clustering off."""
+    replicas = settings.replicas(ALERTMANAGER.name) if settings.kubernetes else 1
+    if replicas == 1:
+        return ["--cluster.listen-address="]
+    return [f"--cluster.listen-address=0.0.0.0:{CLUSTER_PORT}",
+            f"--cluster.advertise-address=$({POD_IP_ENV}):{CLUSTER_PORT}",
+            *(f"--cluster.peer={replica_host(ALERTMANAGER.name, i, settings.namespace)}:{CLUSTER_PORT}"
+              for i in range(replicas))]
+
+
 def command(settings: StackSettings) -> list[str]:
-    """Alertmanager's flags: one instance, clustering off."""
+    """Alertmanager's flags: one instance with clustering off, or a gossip cluster of the stack's replicas."""
     return [
         f"--config.file={CONFIG_PATH}",
         f"--storage.path={DATA_DIR}",
-        "--cluster.listen-address=",
+        *cluster_flags(settings),
         f"--web.external-url=http://localhost:{settings.service(ALERTMANAGER.name).port}",
     ]
 
@@ -176,6 +191,7 @@ def _container(settings: StackSettings) -> Container:
         files={CONFIG_PATH: render_alertmanager(settings)},
         secret_files=secret_files,
         file_owner=UID,
+        uid=UID,
         volumes=(Volume("alertmanager-data", DATA_DIR),),
         health=wget_health(PORT, "/-/healthy"),
     )
@@ -185,6 +201,7 @@ ALERTMANAGER = Service(
     name="alertmanager", key="alertmanager", image="remote", container=_container,
     enabled=lambda settings: settings.alerting_enabled, port=PORT,
     health=Endpoint(PORT, "/-/healthy"), metrics=Endpoint(PORT, "/metrics"),
+    ports=(Port("cluster", CLUSTER_PORT, peers=True), Port("cluster-udp", CLUSTER_PORT, "UDP", peers=True)),
     meta_alerts=lambda settings: (MetaAlert("AlertmanagerNotificationsFailing", "alertmanager_notifications_failed_total",
                                             "notifications to receivers fail"),),
     config_root=CONFIG_ROOT)
@@ -196,6 +213,7 @@ def _receiver_container(settings: StackSettings) -> Container:
         command=("python", "-m", "webhook_receiver", "--host", "0.0.0.0", "--port", str(RECEIVER_PORT)),
         read_only=True,
         tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"},
+        uid=WORKLOAD_UID,
         health=python_health(RECEIVER_PORT, "/healthz"),
     )
 
@@ -204,5 +222,6 @@ def _receiver_container(settings: StackSettings) -> Container:
 # are retried, and a receiver on the critical path would delay Prometheus and Grafana for nothing.
 WEBHOOK_RECEIVER = Service(
     name="webhook-receiver", key="webhookReceiver", image="ops", container=_receiver_container,
+    ports=(Port("http", RECEIVER_PORT),),
     enabled=lambda settings: settings.alerting_enabled and not settings.alert_receivers_external)
 LOCAL_RECEIVER_URL = WEBHOOK_RECEIVER.url(RECEIVER_PORT)

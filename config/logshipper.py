@@ -9,6 +9,11 @@ no stack prefix), `env`, and `level` parsed from the JSON line. High-cardinality
 The Docker API already unwraps the json-file driver's {"log", "stream", "time"} envelope, so
 neither pipeline needs a `docker` stage. One data model (`RELABEL_RULES`, `JSON_FIELDS`,
 `LINE_LABELS`) feeds both renderers, so the two shippers cannot drift apart.
+
+On a cluster Alloy runs as a DaemonSet and each pod tails, through the Kubernetes API, the logs
+of this stack's pods on its own node (no host path, no root): the pods carry the same `service`,
+`env` and `stack` labels the Docker containers carry, so the same rules give the same four stream
+labels and every query and dashboard works unchanged.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any, Literal
 import yaml
 
 from config.loki import PUSH_URL
-from config.services import Container, Endpoint, HostPath, MetaAlert, Service
+from config.services import NODE_NAME_ENV, Container, Endpoint, HostPath, MetaAlert, Service
 from config.settings import StackSettings
 
 DOCKER_SOCKET = "/var/run/docker.sock"
@@ -43,6 +48,8 @@ JSON_FIELDS: dict[str, str] = {"level": "level"}
 LINE_LABELS: tuple[str, ...] = ("level",)
 
 META = "__meta_docker_container_label_"
+K8S_META = "__meta_kubernetes_pod_label_"
+ALLOY_UID = 473  # the image's `alloy` user: on a cluster nothing needs root
 
 
 @dataclass(frozen=True)
@@ -57,12 +64,13 @@ class RelabelRule:
 
 
 def relabel_rules(settings: StackSettings) -> list[RelabelRule]:
-    """Keep this stack's containers; turn Docker labels into the `service`, `container`, `env` labels."""
+    """Keep this stack's containers; turn Docker labels (pod labels on a cluster) into `service`, `container`, `env`."""
+    meta = K8S_META if settings.kubernetes else META
     return [
-        RelabelRule((f"{META}stack",), "keep", regex=re.escape(settings.stack)),
-        RelabelRule((f"{META}service",), "replace", target_label="service"),
-        RelabelRule((f"{META}service",), "replace", target_label="container"),
-        RelabelRule((f"{META}env",), "replace", target_label="env"),
+        RelabelRule((f"{meta}stack",), "keep", regex=re.escape(settings.stack)),
+        RelabelRule((f"{meta}service",), "replace", target_label="service"),
+        RelabelRule((f"{meta}service",), "replace", target_label="container"),
+        RelabelRule((f"{meta}env",), "replace", target_label="env"),
     ]
 
 
@@ -94,11 +102,76 @@ def _alloy_map(values: dict[str, str], indent: str) -> str:
     return "{\n" + body + f"\n{indent}}}"
 
 
-def render_alloy(settings: StackSettings) -> str:
-    """config.alloy text: discovery.docker -> loki.source.docker (relabelled) -> loki.process -> loki.write."""
-    rules = "\n".join(_alloy_rule(r) for r in relabel_rules(settings))
+def _alloy_tail(settings: StackSettings) -> str:
+    """loki.process (level from the JSON line) -> loki.write: the same on every platform."""
     json_map = _alloy_map(JSON_FIELDS, "    ")
     label_map = _alloy_map({name: name for name in LINE_LABELS}, "    ")
+    return f"""loki.process "json_lines" {{
+  forward_to = [loki.write.loki.receiver]
+
+  stage.json {{
+    expressions = {json_map}
+  }}
+
+  stage.labels {{
+    values = {label_map}
+  }}
+}}
+
+loki.write "loki" {{
+  endpoint {{
+    url = {_s(PUSH_URL)}
+  }}
+}}
+"""
+
+
+def render_alloy_kubernetes(settings: StackSettings) -> str:
+    """config.alloy on a cluster: discovery.kubernetes (this node's pods of the stack) -> discovery.relabel ->
+    loki.source.kubernetes (the Kubernetes API's pod logs) -> loki.process -> loki.write."""
+    rules = "\n".join(_alloy_rule(r) for r in relabel_rules(settings))
+    return f"""// Rendered by config/logshipper.py; edit the renderer or the stack settings, not this file.
+// Stack {settings.stack}: pod logs of this node via the Kubernetes API -> Loki, labels {", ".join(STREAM_LABELS)}.
+
+logging {{
+  level  = "info"
+  format = "json"
+}}
+
+discovery.kubernetes "pods" {{
+  role = "pod"
+
+  namespaces {{
+    names = [{_s(settings.namespace)}]
+  }}
+
+  // one DaemonSet pod per node, each tailing the pods of its own node
+  selectors {{
+    role  = "pod"
+    label = {_s(f"stack={settings.stack}")}
+    field = "spec.nodeName=" + sys.env({_s(NODE_NAME_ENV)})
+  }}
+}}
+
+discovery.relabel "pods" {{
+  targets = discovery.kubernetes.pods.targets
+
+{rules}
+}}
+
+loki.source.kubernetes "pods" {{
+  targets    = discovery.relabel.pods.output
+  forward_to = [loki.process.json_lines.receiver]
+}}
+
+{_alloy_tail(settings)}"""
+
+
+def render_alloy(settings: StackSettings) -> str:
+    """config.alloy text: discovery.docker -> loki.source.docker (relabelled) -> loki.process -> loki.write."""
+    if settings.kubernetes:
+        return render_alloy_kubernetes(settings)
+    rules = "\n".join(_alloy_rule(r) for r in relabel_rules(settings))
     return f"""// Rendered by config/logshipper.py; edit the renderer or the stack settings, not this file.
 // Stack {settings.stack}: container logs via the Docker API -> Loki, labels {", ".join(STREAM_LABELS)}.
 
@@ -131,24 +204,7 @@ loki.source.docker "containers" {{
   forward_to    = [loki.process.json_lines.receiver]
 }}
 
-loki.process "json_lines" {{
-  forward_to = [loki.write.loki.receiver]
-
-  stage.json {{
-    expressions = {json_map}
-  }}
-
-  stage.labels {{
-    values = {label_map}
-  }}
-}}
-
-loki.write "loki" {{
-  endpoint {{
-    url = {_s(PUSH_URL)}
-  }}
-}}
-"""
+{_alloy_tail(settings)}"""
 
 
 # --- Promtail ------------------------------------------------------------------------------
@@ -198,6 +254,16 @@ _SOCKET = HostPath(DOCKER_SOCKET, DOCKER_SOCKET)
 
 
 def _alloy_container(settings: StackSettings) -> Container:
+    if settings.kubernetes:
+        return Container(
+            image=str(settings.service(ALLOY.name).image),
+            command=("run", f"--server.http.listen-addr=0.0.0.0:{ALLOY_PORT}", f"--storage.path={ALLOY_STORAGE_PATH}",
+                     "--disable-reporting", ALLOY_CONFIG_PATH),
+            files={ALLOY_CONFIG_PATH: render_alloy(settings)},
+            uid=ALLOY_UID,
+            read_only=True,
+            tmpfs={"/tmp": "rw,noexec,nosuid,size=256m"},
+        )
     return Container(
         image=str(settings.service(ALLOY.name).image),
         command=("run", f"--server.http.listen-addr=0.0.0.0:{ALLOY_PORT}", f"--storage.path={ALLOY_STORAGE_PATH}",
@@ -227,10 +293,10 @@ ALLOY = Service(
     enabled=lambda settings: settings.logs_enabled and settings.log_shipper == "alloy", port=ALLOY_PORT,
     health=Endpoint(ALLOY_PORT, "/-/ready"), metrics=Endpoint(ALLOY_PORT, "/metrics"), after=("loki",),
     meta_alerts=lambda settings: _dropping("alloy", "loki_write_dropped_entries_total"),
-    config_root=ALLOY_CONFIG_ROOT)
+    config_root=ALLOY_CONFIG_ROOT, placement="per-node", reads_cluster=("pods", "pods/log"))
 PROMTAIL = Service(
     name="promtail", key="promtail", image="remote", container=_promtail_container,
     enabled=lambda settings: settings.logs_enabled and settings.log_shipper == "promtail", port=PROMTAIL_PORT,
     health=Endpoint(PROMTAIL_PORT, "/ready"), metrics=Endpoint(PROMTAIL_PORT, "/metrics"), after=("loki",),
     meta_alerts=lambda settings: _dropping("promtail", "promtail_dropped_entries_total"),
-    config_root=PROMTAIL_CONFIG_ROOT)
+    config_root=PROMTAIL_CONFIG_ROOT, placement="per-node")

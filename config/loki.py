@@ -3,22 +3,34 @@
 The container mounts this file at /etc/loki/loki.yaml and a data volume at /loki. Every path
 Loki writes lies under /loki, so that one volume holds chunks, index, compactor state and
 delete requests. Retention comes from the stack setting `lokiRetentionDays`.
+
+On a cluster with `objectStoreBucket` set, chunks, index and delete requests go to the S3-compatible
+store (keys under `index/` and the tenant's folder, beside mime-server's `mime-storage/`), the
+credentials come from a shared credentials file (the AWS SDK's chain, never the config file), and
+more than one replica form a ring over memberlist with replication factor min(replicas, 3), as
+the Loki chart's SingleBinary mode does.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
-from config.services import Container, Endpoint, Health, MetaAlert, Service, Volume
-from config.settings import StackSettings
+from config.services import (
+    AWS_CREDENTIALS_TEMPLATE, Container, Endpoint, Health, MetaAlert, Port, SecretFile, Service, Volume, headless,
+)
+from config.settings import OBJECT_STORE_SECRET_KEYS, StackSettings
 
 CONFIG_ROOT = "/etc/loki"
 CONFIG_PATH = f"{CONFIG_ROOT}/loki.yaml"
 DATA_DIR = "/loki"
 HTTP_PORT = 3100
 GRPC_PORT = 9096
+MEMBERLIST_PORT = 7946  # the ring's gossip between replicas
+UID = 10001  # the Loki image's own user
+CREDENTIALS_FILE = f"{CONFIG_ROOT}/secrets/aws-credentials"
 PUSH_PATH = "/loki/api/v1/push"
 SCHEMA_FROM = "2024-04-01"  # first day of the v13 period; must never change once logs exist
 
@@ -93,18 +105,49 @@ def loki_config(settings: StackSettings) -> dict[str, Any]:
     }
 
 
+def _on_object_store(doc: dict[str, Any], settings: StackSettings) -> None:
+    """Chunks, index and delete requests in the bucket; credentials from AWS_SHARED_CREDENTIALS_FILE."""
+    s3: dict[str, Any] = {"bucketnames": settings.object_store_bucket, "region": settings.object_store_region}
+    if settings.object_store_endpoint:
+        url = urlsplit(settings.object_store_endpoint)
+        s3 |= {"endpoint": url.netloc, "insecure": url.scheme == "http", "s3forcepathstyle": True}
+    doc["common"]["storage"] = {"s3": s3}
+    doc["schema_config"]["configs"][0]["object_store"] = "s3"
+    del doc["storage_config"]["filesystem"]
+    doc["compactor"]["delete_request_store"] = "s3"
+    replicas = settings.replicas(LOKI.name)
+    if replicas > 1:
+        del doc["common"]["instance_addr"]  # each replica advertises its pod IP (eth0)
+        doc["common"]["replication_factor"] = min(replicas, 3)
+        doc["common"]["ring"] = {"kvstore": {"store": "memberlist"}}
+        doc["memberlist"] = {"bind_port": MEMBERLIST_PORT,
+                             "join_members": [f"{headless(LOKI.name)}.{settings.namespace}.svc:{MEMBERLIST_PORT}"]}
+
+
 def render_loki(settings: StackSettings) -> str:
     """loki.yaml text for the stack."""
+    doc = loki_config(settings)
+    if settings.object_store:
+        _on_object_store(doc, settings)
     return ("# Rendered by config/loki.py; edit the renderer or the stack settings, not this file.\n"
-            + yaml.safe_dump(loki_config(settings), sort_keys=False))
+            + yaml.safe_dump(doc, sort_keys=False))
 
 
 def _container(settings: StackSettings) -> Container:
+    secret_files: tuple[SecretFile, ...] = ()
+    env: dict[str, str] = {}
+    if settings.object_store:
+        secret_files = (SecretFile(CREDENTIALS_FILE, OBJECT_STORE_SECRET_KEYS, AWS_CREDENTIALS_TEMPLATE),)
+        env = {"AWS_SHARED_CREDENTIALS_FILE": CREDENTIALS_FILE}
     return Container(
         image=str(settings.service(LOKI.name).image),
         command=(f"-config.file={CONFIG_PATH}",),
+        env=env,
         files={CONFIG_PATH: render_loki(settings)},
-        volumes=(Volume("loki-data", DATA_DIR),),
+        secret_files=secret_files,
+        file_owner=UID if secret_files else None,
+        uid=UID,
+        volumes=(Volume("loki-data", DATA_DIR, size_gi=10),),
         # The Loki image has no shell, wget or curl: the binary checks its own /ready.
         health=Health(("CMD", "/usr/bin/loki", "-health"), start_period="30s"),
     )
@@ -114,6 +157,7 @@ LOKI = Service(
     name="loki", key="loki", image="remote", container=_container,
     enabled=lambda settings: settings.logs_enabled, port=HTTP_PORT,
     health=Endpoint(HTTP_PORT, "/ready"), metrics=Endpoint(HTTP_PORT, "/metrics"),
+    ports=(Port("grpc", GRPC_PORT, peers=True), Port("memberlist", MEMBERLIST_PORT, peers=True)),
     meta_alerts=lambda settings: (MetaAlert("LokiDiscardingLines", "loki_discarded_samples_total",
                                             "Loki discards log lines"),),
     config_root=CONFIG_ROOT)

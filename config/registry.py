@@ -10,6 +10,7 @@ Adding a service is one `Service` definition (next to its renderer) plus one lin
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 from config.alertmanager import ALERTMANAGER, WEBHOOK_RECEIVER
 from config.grafana import GRAFANA
@@ -17,7 +18,7 @@ from config.jaeger import JAEGER
 from config.logshipper import ALLOY, PROMTAIL
 from config.loki import LOKI
 from config.prometheus import PROMETHEUS
-from config.services import Service
+from config.services import Port, Service
 from config.settings import StackSettings
 from config.workload import BACKUP, GATEWAY, MIME_SERVER
 
@@ -55,8 +56,11 @@ def deploy_order(settings: StackSettings) -> tuple[Service, ...]:
 
 
 def published_url(settings: StackSettings, name: str) -> str:
-    """The URL a user on the Docker host opens for a published service."""
+    """The URL a user on the Docker host opens for a published service; on a cluster, its Service's DNS name
+    (reached from inside the cluster, or through `kubectl port-forward`)."""
     svc = settings.service(name)
+    if settings.kubernetes:
+        return f"http://{name}.{settings.namespace}.svc:{service(name).port}"
     host = svc.bind_address or settings.bind_address
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1"
@@ -74,6 +78,48 @@ def health_endpoints(settings: StackSettings) -> dict[str, str]:
     """What `python -m automation health-check` probes: each published service's health path."""
     return {s.name: published_url(settings, s.name) + s.health.path
             for s in enabled_services(settings) if s.port is not None and s.health is not None}
+
+
+def listening_ports(spec: Service) -> tuple[Port, ...]:
+    """Every port `spec` listens on, named, each once: published (`http`), metrics, health, then the others."""
+    ports: list[Port] = []
+    for name, number in (("http", spec.port), ("metrics", spec.metrics and spec.metrics.port),
+                         ("health", spec.health and spec.health.port)):
+        if number and all(p.number != number for p in ports):
+            ports.append(Port(name, number))
+    ports += [p for p in spec.ports if all((q.number, q.protocol) != (p.number, p.protocol) for q in ports)]
+    return tuple(ports)
+
+
+@dataclass(frozen=True)
+class Flow:
+    """Traffic the stack needs: `source` opens connections to `target` on `ports` (its listening ports)."""
+
+    source: str
+    target: str
+    ports: tuple[Port, ...]
+    why: str  # data flow, scrape, notification, peers
+
+
+def flows(settings: StackSettings) -> tuple[Flow, ...]:
+    """Every connection between the stack's services: data flow (`after`), Prometheus' scrapes, Alertmanager's
+    notifications to the local receiver, and replicas talking to their peers (gossip, ring). A cluster's
+    NetworkPolicies allow these and nothing else inside the stack."""
+    enabled = {s.name: s for s in enabled_services(settings)}
+    found: list[Flow] = []
+    for s in enabled.values():
+        found += [Flow(s.name, d, tuple(p for p in listening_ports(enabled[d]) if not p.peers), "data flow")
+                  for d in s.after if d in enabled]
+        if s.metrics is not None and PROMETHEUS.name in enabled:
+            metrics = next(p for p in listening_ports(s) if p.number == s.metrics.port)
+            found.append(Flow(PROMETHEUS.name, s.name, (metrics,), "scrape"))
+        peers = tuple(p for p in s.ports if p.peers)
+        if peers and settings.kubernetes and settings.replicas(s.name) > 1:
+            found.append(Flow(s.name, s.name, peers, "peers"))
+    if ALERTMANAGER.name in enabled and WEBHOOK_RECEIVER.name in enabled:
+        found.append(Flow(ALERTMANAGER.name, WEBHOOK_RECEIVER.name, listening_ports(WEBHOOK_RECEIVER),
+                          "notification"))
+    return tuple(found)
 
 
 def markdown_table() -> str:

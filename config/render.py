@@ -16,16 +16,25 @@ from pathlib import Path
 
 from config.registry import enabled_services
 from config.settings import (
-    ALERT_SECRET_KEYS, PROJECT_DIR, SettingsError, StackSettings, defaults, from_values, stack_file_values,
+    ALERT_SECRET_KEYS, GRAFANA_DATABASE_KEY, JAEGER_STORAGE_PASSWORD_KEY, OBJECT_STORE_SECRET_KEYS, PROJECT_DIR,
+    SettingsError, StackSettings, defaults, from_values, stack_file_values,
 )
 
 
 def settings_for_render(stack: str, project_dir: Path = PROJECT_DIR) -> StackSettings:
-    """The stack's settings; alert secrets required by the stack count as set (values are never read)."""
+    """The stack's settings; secrets the stack requires count as set (values are never read): the alert
+    secrets, and on a cluster the object store's keys, Grafana's database and the trace store's password."""
     values, secrets = stack_file_values(stack, project_dir)
     effective = defaults(project_dir) | values
     if all(str(effective[k]).lower() != "false" for k in ("alertingEnabled", "alertSecretsRequired")):
         secrets = set(secrets) | set(ALERT_SECRET_KEYS)
+    if effective["platform"] == "kubernetes":
+        if effective["objectStoreBucket"]:
+            secrets = set(secrets) | set(OBJECT_STORE_SECRET_KEYS)
+        if int(effective["grafanaReplicas"]) > 1:
+            secrets = set(secrets) | {GRAFANA_DATABASE_KEY}
+        if effective["jaegerStorageUsername"]:
+            secrets = set(secrets) | {JAEGER_STORAGE_PASSWORD_KEY}
     return from_values(stack, values, secrets, project_dir)
 
 
@@ -56,7 +65,7 @@ def write_files(files: dict[str, str], out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m config.render", description=__doc__.splitlines()[0])
-    parser.add_argument("--stack", required=True, help="stack name (dev, staging, prod)")
+    parser.add_argument("--stack", required=True, help="stack name (dev, staging, prod, k8s)")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     args = parser.parse_args(argv)
     try:

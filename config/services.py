@@ -4,7 +4,8 @@ A `Service` holds what never varies between stacks (name, settings-key prefix, t
 publishes, health and metrics endpoints, the services it talks to) and functions of the stack
 settings: whether the stack runs it, its `Container` and its meta-alerts. A `Container` is plain
 data (image, command, environment, rendered files, secret files by name, volumes, hardening): the
-Docker components realize it with pulumi-docker, and nothing in it knows about Pulumi.
+Docker components realize it with pulumi-docker, the Kubernetes components with pulumi-kubernetes
+(`components/kubernetes.py`), and nothing in it knows about Pulumi.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from config.settings import StackSettings
 
 ImageKind = Literal["remote", "workload", "ops"]  # pulled by tag, or built from this repository
+Placement = Literal["replicas", "per-node"]  # `<key>Replicas` copies, or one per node (log shippers)
 WORKLOAD_UID = 10001  # the non-root user of the images built from this repository
 
 
@@ -29,12 +31,27 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class Port:
+    """A port a service listens on besides its published, health and metrics ones.
+
+    `peers` marks a port only the service's own replicas talk to (gossip, ring), opened between
+    them when the stack runs more than one.
+    """
+
+    name: str  # an IANA-style name, at most 15 characters: "otlp-http"
+    number: int
+    protocol: Literal["TCP", "UDP"] = "TCP"
+    peers: bool = False
+
+
+@dataclass(frozen=True)
 class Volume:
     """A named data volume mounted at `path`; the service that mounts it writable owns it."""
 
     name: str  # e.g. "prometheus-data"; the volume is <stack>_<name with _>
     path: str
     read_only: bool = False
+    size_gi: int = 1  # what a cluster's volume claim asks for (a Docker volume grows with its disk)
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,10 @@ class SecretFile:
     template: str = "{0}"
 
 
+# A shared credentials file (AWS_SHARED_CREDENTIALS_FILE) from an access key id {0} and secret key {1}.
+AWS_CREDENTIALS_TEMPLATE = "[default]\naws_access_key_id = {0}\naws_secret_access_key = {1}\n"
+
+
 @dataclass(frozen=True)
 class Health:
     """The container's own health check (exec form), run by the engine inside the container."""
@@ -91,6 +112,7 @@ class Container:
     host_paths: tuple[HostPath, ...] = ()
     user: str | None = None  # "uid:gid"; None keeps the image's own (non-root) user
     file_owner: int | None = None  # uid that must read the secret files (they are 0440)
+    uid: int | None = None  # the non-root uid the image runs as; clusters state it to enforce runAsNonRoot
     read_only: bool = False
     tmpfs: Mapping[str, str] = field(default_factory=dict)
     cap_adds: tuple[str, ...] = ()
@@ -119,6 +141,9 @@ class Service:
     health: Endpoint | None = None  # what `automation health-check` and probes ask
     metrics: Endpoint | None = None  # what Prometheus scrapes
     after: tuple[str, ...] = ()  # services it talks to: deployed (and healthy) before it
+    ports: tuple[Port, ...] = ()  # other listeners: OTLP receivers, gossip, ring
+    placement: Placement = "replicas"
+    reads_cluster: tuple[str, ...] = ()  # Kubernetes API resources it lists and watches there ("pods")
     meta_alerts: Callable[[StackSettings], tuple[MetaAlert, ...]] = lambda settings: ()
     config_root: str | None = None  # where its rendered files live: `render` writes them under its name
 
@@ -141,3 +166,21 @@ def python_health(port: int, path: str) -> Health:
     url = f"http://127.0.0.1:{port}{path}"
     return Health(("CMD", "python", "-c",
                    f"import urllib.request,sys; sys.exit(urllib.request.urlopen('{url}', timeout=4).status != 200)"))
+
+
+# --- on a cluster ------------------------------------------------------------------------------
+# Every pod gets its own name, IP and node through these variables (the downward API), so a rendered
+# file or flag can name them: `${POD_NAME}` in prometheus.yml, `$(POD_IP)` in Alertmanager's flags.
+POD_NAME_ENV = "POD_NAME"
+POD_IP_ENV = "POD_IP"
+NODE_NAME_ENV = "NODE_NAME"
+
+
+def headless(service: str) -> str:
+    """The headless Service that gives each replica of `service` a stable DNS name."""
+    return f"{service}-headless"
+
+
+def replica_host(service: str, ordinal: int, namespace: str) -> str:
+    """The stable DNS name of replica `ordinal` of a StatefulSet `service`: prometheus-0.prometheus-headless.ns.svc."""
+    return f"{service}-{ordinal}.{headless(service)}.{namespace}.svc"

@@ -12,6 +12,8 @@ renderers point services at secret *files* and the components deliver the values
 
 from __future__ import annotations
 
+import copy
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -26,7 +28,9 @@ from mime_server.limits import FORWARDED_BYTES, FORWARDED_FIELDS, KEEPALIVE_S, P
 
 PROJECT = "observability"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-STACKS = ("dev", "staging", "prod")
+STACKS = ("dev", "staging", "prod")  # the Docker stacks
+K8S_STACKS = ("k8s",)  # the cluster stacks (platform: kubernetes)
+ALL_STACKS = STACKS + K8S_STACKS
 
 
 class SettingsError(Exception):
@@ -46,6 +50,10 @@ def _registry() -> Any:
 
 
 ALERT_SECRET_KEYS = ("slackWebhookAlerts", "slackWebhookOpsCritical", "pagerdutyRoutingKey")
+OBJECT_STORE_SECRET_KEYS = ("objectStoreAccessKeyId", "objectStoreSecretAccessKey")
+GRAFANA_DATABASE_KEY = "grafanaDatabaseUrl"
+JAEGER_STORAGE_PASSWORD_KEY = "jaegerStoragePassword"
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
 
 class ServiceSettings(BaseModel):
@@ -56,6 +64,7 @@ class ServiceSettings(BaseModel):
     name: str
     image: str | None
     memory_mb: int = Field(gt=0)
+    replicas: int = Field(default=1, ge=1)
     port: int | None = Field(default=None, ge=1, le=65535)
     bind_address: str | None = None
 
@@ -149,6 +158,17 @@ class StackSettings(BaseModel):
     backup_s3_prefix: str = Field(alias="backupS3Prefix")
     backup_s3_endpoint: str = Field(alias="backupS3Endpoint")
 
+    platform: Literal["docker", "kubernetes"] = Field(alias="platform")
+    namespace: str = Field(alias="namespace", pattern=_DNS_LABEL)
+    storage_class: str = Field(alias="storageClass")
+    image_registry: str = Field(alias="imageRegistry", pattern=r"^([a-z0-9]([a-z0-9._:-]*[a-z0-9])?(/[a-z0-9._-]+)*)?$")
+    object_store_endpoint: str = Field(alias="objectStoreEndpoint", pattern=r"^(https?://[^/\s]+)?$")
+    object_store_bucket: str = Field(alias="objectStoreBucket")
+    object_store_region: str = Field(alias="objectStoreRegion", min_length=1)
+    jaeger_storage: Literal["memory", "badger", "elasticsearch", "opensearch"] = Field(alias="jaegerStorage")
+    jaeger_storage_url: str = Field(alias="jaegerStorageUrl", pattern=r"^(https?://[^/\s]+/?)?$")
+    jaeger_storage_username: str = Field(alias="jaegerStorageUsername")
+
     services: dict[str, ServiceSettings]
 
     # -- derived views ---------------------------------------------------------------------
@@ -180,6 +200,24 @@ class StackSettings(BaseModel):
     def alert_receivers_external(self) -> bool:
         """True when every alert secret is set: notifications go to Slack and PagerDuty."""
         return all(k in self.secrets_set for k in ALERT_SECRET_KEYS)
+
+    @property
+    def kubernetes(self) -> bool:
+        """True when the stack runs on a Kubernetes cluster (`platform: kubernetes`)."""
+        return self.platform == "kubernetes"
+
+    @property
+    def object_store(self) -> bool:
+        """True when Loki and mime-server keep their data in the S3-compatible store (clusters only)."""
+        return self.kubernetes and bool(self.object_store_bucket)
+
+    @property
+    def grafana_database(self) -> bool:
+        """True when Grafana keeps its state in the database of `grafanaDatabaseUrl` (not SQLite)."""
+        return GRAFANA_DATABASE_KEY in self.secrets_set
+
+    def replicas(self, name: str) -> int:
+        return self.services[name].replicas
 
     def service(self, name: str) -> ServiceSettings:
         return self.services[name]
@@ -257,6 +295,8 @@ class StackSettings(BaseModel):
                            f"a host port not already used by {used[svc.port]}")
             used[svc.port] = svc.name
 
+        self._check_platform()
+
         if self.alerting_enabled and self.alert_secrets_required:
             missing = [k for k in ALERT_SECRET_KEYS if k not in self.secrets_set]
             if missing:
@@ -265,6 +305,49 @@ class StackSettings(BaseModel):
                     f"stack {self.stack!r} requires the alert secrets {', '.join(missing)} "
                     f"(alertSecretsRequired is true) but they are not set. Run: {cmds}")
         return self
+
+    def _check_platform(self) -> None:
+        """Replicas and storage: what runs on one host, and what more than one replica needs."""
+        for svc in self.services.values():
+            spec = _registry().service(svc.name)
+            key = f"{spec.key}Replicas"
+            if svc.replicas > 1 and not self.kubernetes:
+                raise _err(key, svc.replicas, "1 on platform docker (one container per service); "
+                           "more replicas need `pulumi config set platform kubernetes`")
+            if svc.replicas > 1 and spec.placement == "per-node":
+                raise _err(key, svc.replicas, f"1: {spec.name} runs one pod per node (a DaemonSet), not replicas")
+        if self.jaeger_storage in ("elasticsearch", "opensearch") and not self.jaeger_storage_url:
+            raise _err("jaegerStorageUrl", self.jaeger_storage_url,
+                       f"the URL of the {self.jaeger_storage} cluster (jaegerStorage is {self.jaeger_storage})")
+        if not self.kubernetes:
+            return
+        if not self.image_registry:
+            raise _err("imageRegistry", self.image_registry,
+                       "a registry the cluster pulls from, e.g. registry.example.com/observability: `pulumi up` "
+                       "pushes the images built from this repository there (after `docker login`)")
+        if self.logs_enabled and self.log_shipper != "alloy":
+            raise _err("logShipper", self.log_shipper, "'alloy' on platform kubernetes (Promtail is end of life)")
+        if self.object_store_bucket and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.object_store_bucket):
+            raise _err("objectStoreBucket", self.object_store_bucket, "a valid S3 bucket name")
+        missing = [k for k in OBJECT_STORE_SECRET_KEYS if k not in self.secrets_set]
+        if self.object_store_bucket and missing:
+            raise SettingsError(f"{PROJECT}:objectStoreBucket = {self.object_store_bucket!r} needs the secrets "
+                                f"{', '.join(missing)}: run "
+                                + "; ".join(f"pulumi config set --secret {k} <value> --stack {self.stack}"
+                                            for k in missing))
+        for name, key, what in (("loki", "lokiReplicas", "Loki replicas share their chunks"),
+                                ("mime-server", "mimeServerReplicas", "mime-server replicas share the stored files")):
+            if self.replicas(name) > 1 and not self.object_store:
+                raise _err(key, self.replicas(name),
+                           f"1 unless objectStoreBucket is set: {what} through the S3-compatible object store")
+        if self.replicas("jaeger") > 1 and self.jaeger_storage in ("memory", "badger"):
+            raise _err("jaegerReplicas", self.replicas("jaeger"),
+                       f"1 with jaegerStorage {self.jaeger_storage} (each replica would keep traces of its own); "
+                       "more replicas need jaegerStorage elasticsearch or opensearch")
+        if self.replicas("grafana") > 1 and not self.grafana_database:
+            raise _err("grafanaReplicas", self.replicas("grafana"),
+                       "1 without a shared database: set it with "
+                       f"`pulumi config set --secret {GRAFANA_DATABASE_KEY} postgres://... --stack {self.stack}`")
 
 
 def _edge_relations(s: "StackSettings") -> list[tuple[str, object, bool, str]]:
@@ -352,8 +435,15 @@ def _check_image(key: str, image: str) -> None:
 # --- schema: the keys, their types and defaults, as declared in Pulumi.yaml ------------------
 
 
+@functools.lru_cache(maxsize=16)
+def _parsed(path: str, mtime_ns: int) -> dict[str, Any]:
+    return yaml.safe_load(Path(path).read_text())
+
+
 def project_file(project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
-    return yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
+    """Pulumi.yaml as data; parsed once per version of the file (the program asks for it once per key)."""
+    path = project_dir / "Pulumi.yaml"
+    return copy.deepcopy(_parsed(str(path), path.stat().st_mtime_ns))
 
 
 def declared_config(project_dir: Path = PROJECT_DIR) -> dict[str, dict[str, Any]]:
@@ -370,6 +460,7 @@ def service_keys() -> set[str]:
             keys.add(f"{spec.key}Image")
         if spec.port is not None:
             keys |= {f"{spec.key}Port", f"{spec.key}BindAddress"}
+        keys.add(f"{spec.key}Replicas")
     return keys
 
 
@@ -393,7 +484,7 @@ def stack_file_values(stack: str, project_dir: Path = PROJECT_DIR) -> tuple[dict
     path = project_dir / f"Pulumi.{stack}.yaml"
     if not path.exists():
         raise SettingsError(f"stack file {path} not found: expected one of "
-                            f"{', '.join(f'Pulumi.{s}.yaml' for s in STACKS)} or `pulumi stack init {stack}`")
+                            f"{', '.join(f'Pulumi.{s}.yaml' for s in ALL_STACKS)} or `pulumi stack init {stack}`")
     data = yaml.safe_load(path.read_text()) or {}
     values: dict[str, Any] = {}
     secrets: set[str] = set()
@@ -430,6 +521,7 @@ def from_values(stack: str, values: Mapping[str, Any], secrets_set: set[str] | f
             "name": spec.name,
             "image": merged.pop(f"{spec.key}Image", None),
             "memory_mb": merged.pop(f"{spec.key}MemoryMb", None),
+            "replicas": merged.pop(f"{spec.key}Replicas", 1),
             "port": merged.pop(f"{spec.key}Port", None) if published else None,
             "bind_address": bind or None,
         }
@@ -447,7 +539,7 @@ def _from_validation_error(exc: ValidationError, flat: Mapping[str, Any],
     loc = first["loc"]
     if loc and loc[0] == "services" and len(loc) >= 3:
         spec = _registry().service(str(loc[1]))
-        suffix = {"memory_mb": "MemoryMb", "port": "Port", "image": "Image"}.get(str(loc[2]), str(loc[2]))
+        suffix = {"memory_mb": "MemoryMb", "port": "Port", "image": "Image", "replicas": "Replicas"}.get(str(loc[2]), str(loc[2]))
         key = f"{spec.key}{suffix}"
     else:
         key = str(loc[0]) if loc else "?"

@@ -1,21 +1,30 @@
-"""The observed workload as services: mime-server, mockup-gateway in front of it, and the scheduled backup of mime_storage."""
+"""The observed workload as services: mime-server, mockup-gateway in front of it, and the scheduled backup of mime_storage.
+
+On a cluster with `objectStoreBucket` set, mime-server keeps its files in the S3-compatible store
+(`--storage-backend s3`, under `mime-storage/`), so any replica serves any file; the scheduled
+backup of the mime_storage volume is a Docker-host job and is not deployed there (the bucket's
+versioning or replication is the store's backup).
+"""
 
 from __future__ import annotations
 
 from config.jaeger import JAEGER, OTLP_HTTP_ENDPOINT
 from config.services import (
-    WORKLOAD_UID, Container, Credential, Endpoint, SecretFile, Service, Volume, python_health,
+    AWS_CREDENTIALS_TEMPLATE, WORKLOAD_UID, Container, Credential, Endpoint, SecretFile, Service, Volume,
+    python_health,
 )
-from config.settings import StackSettings
+from config.settings import OBJECT_STORE_SECRET_KEYS, StackSettings
 
 MIME_PORT = 8080
 GATEWAY_PORT = 8000
 SECRETS_DIR = "/run/secrets"
 STORAGE_DIR = "/data"
 BACKUPS_DIR = "/backups"
-STORAGE = Volume("mime-storage", STORAGE_DIR)
+STORAGE = Volume("mime-storage", STORAGE_DIR, size_gi=10)
 API_KEY = Credential("gateway-api-key", 40)
 ADMIN_KEY = Credential("fault-admin-key", 40)
+S3_PREFIX = "mime-storage/"
+S3_CREDENTIALS_FILE = f"{SECRETS_DIR}/aws-credentials"
 
 
 def otel_env(settings: StackSettings, service: str) -> dict[str, str]:
@@ -59,15 +68,26 @@ def _mime_server(settings: StackSettings) -> Container:
         path = f"{SECRETS_DIR}/admin-key"
         secret_files, credentials = (SecretFile(path, (ADMIN_KEY.name,)),), (ADMIN_KEY,)
         env["MIME_ADMIN_KEY_FILE"] = path
+    command: tuple[str, ...] = ("python", "-m", "mime_server", "--host", "0.0.0.0", "--port", str(MIME_PORT))
+    volumes: tuple[Volume, ...] = (STORAGE,)
+    if settings.object_store:
+        command += ("--storage-backend", "s3", "--s3-bucket", settings.object_store_bucket, "--s3-prefix", S3_PREFIX)
+        if settings.object_store_endpoint:
+            command += ("--s3-endpoint", settings.object_store_endpoint)
+        env |= {"AWS_REGION": settings.object_store_region, "AWS_SHARED_CREDENTIALS_FILE": S3_CREDENTIALS_FILE}
+        secret_files += (SecretFile(S3_CREDENTIALS_FILE, OBJECT_STORE_SECRET_KEYS, AWS_CREDENTIALS_TEMPLATE),)
+        volumes = ()
+    else:
+        command += ("--storage", STORAGE_DIR)
     return Container(
         image="",
-        command=("python", "-m", "mime_server", "--host", "0.0.0.0", "--port", str(MIME_PORT),
-                 "--storage", STORAGE_DIR),
+        command=command,
         env=env,
         secret_files=secret_files,
         credentials=credentials,
         file_owner=WORKLOAD_UID,
-        volumes=(STORAGE,),
+        uid=WORKLOAD_UID,
+        volumes=volumes,
         health=python_health(MIME_PORT, "/healthz"),
         read_only=True,
         tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
@@ -90,6 +110,7 @@ def _gateway(settings: StackSettings) -> Container:
         secret_files=(SecretFile(keys, (API_KEY.name,), "{0}\n"),),  # one key per line
         credentials=(API_KEY,),
         file_owner=WORKLOAD_UID,
+        uid=WORKLOAD_UID,
         health=python_health(GATEWAY_PORT, "/healthz"),
         read_only=True,
         tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"},
@@ -113,8 +134,7 @@ def _backup(settings: StackSettings) -> Container:
         keys = ("backupS3AccessKeyId", "backupS3SecretAccessKey")
         if all(k in settings.secrets_set for k in keys):
             path = f"{SECRETS_DIR}/aws-credentials"
-            secret_files = (SecretFile(path, keys, "[default]\naws_access_key_id = {0}\n"
-                                                   "aws_secret_access_key = {1}\n"),)
+            secret_files = (SecretFile(path, keys, AWS_CREDENTIALS_TEMPLATE),)
             env["AWS_SHARED_CREDENTIALS_FILE"] = path
     return Container(
         image="",
@@ -122,6 +142,7 @@ def _backup(settings: StackSettings) -> Container:
         env=env,
         secret_files=secret_files,
         file_owner=WORKLOAD_UID,
+        uid=WORKLOAD_UID,
         volumes=(Volume(STORAGE.name, STORAGE_DIR, read_only=True), Volume("mime-storage-backups", BACKUPS_DIR)),
         read_only=True,
         tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
@@ -133,7 +154,8 @@ MIME_SERVER = Service(
     health=Endpoint(MIME_PORT, "/healthz"), metrics=Endpoint(MIME_PORT, "/metrics"), after=("jaeger",))
 GATEWAY = Service(
     name="mockup-gateway", key="gateway", image="workload", container=_gateway, port=GATEWAY_PORT,
-    health=Endpoint(GATEWAY_PORT, "/healthz"), metrics=Endpoint(GATEWAY_PORT, "/metrics"), after=("mime-server",))
+    health=Endpoint(GATEWAY_PORT, "/healthz"), metrics=Endpoint(GATEWAY_PORT, "/metrics"),
+    after=("mime-server", "jaeger"))
 BACKUP = Service(
     name="backup", key="backup", image="ops", container=_backup,
-    enabled=lambda settings: settings.backup_enabled, after=("mime-server",))
+    enabled=lambda settings: settings.backup_enabled and not settings.kubernetes, after=("mime-server",))

@@ -3,7 +3,8 @@
 Mandatory: memory limit, all capabilities dropped, no-new-privileges, no port on every
 interface unless the stack opts in, pinned images, no plain secrets in environment or
 uploads, protected data volumes, every container inside an ``observability:`` component.
-Advisory: healthcheck, restart policy, log rotation.
+Advisory: healthcheck, restart policy, log rotation. Each policy also checks the Kubernetes resources
+of a cluster stack: the checks in ``kubernetes.py`` run beside the Docker ones under the same name.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UNKNOWN_OBJECT_VALUE, UnknownValueError
 
+from . import kubernetes
 from .patterns import env_findings, image_problem, secret_findings
 from .props import UNKNOWN, get, is_secret, items, labels, reveal
 
@@ -253,6 +255,15 @@ def log_rotation(args: ResourceValidationArgs, report: ReportViolation) -> None:
 # --- stack ------------------------------------------------------------------------------------
 
 
+def _stack_checks(*checks: Callable[[StackValidationArgs, ReportViolation], None]) -> Callable[
+        [StackValidationArgs, ReportViolation], None]:
+    """One stack validation running each of `checks`."""
+    def validate(args: StackValidationArgs, report: ReportViolation) -> None:
+        for check in checks:
+            check(args, report)
+    return validate
+
+
 def containers_in_components(args: StackValidationArgs, report: ReportViolation) -> None:
     """Every container is the child of an ``observability:`` component (one builder, one place)."""
     for resource in args.resources:
@@ -271,28 +282,36 @@ MANDATORY = EnforcementLevel.MANDATORY
 ADVISORY = EnforcementLevel.ADVISORY
 
 POLICIES: list[Policy] = [
-    ResourceValidationPolicy("container-memory-limit", "Every container sets a memory limit.",
-                             memory_limit, MANDATORY),
+    ResourceValidationPolicy("container-memory-limit", "Every container sets a memory limit (on Kubernetes: "
+                             "requests and a memory limit).", [memory_limit, kubernetes.resources], MANDATORY),
     ResourceValidationPolicy("container-drop-all-capabilities", "Every container drops all capabilities.",
-                             drops_all_capabilities, MANDATORY),
-    ResourceValidationPolicy("container-no-new-privileges", "Every container sets no-new-privileges.",
-                             no_new_privileges, MANDATORY),
+                             [drops_all_capabilities, kubernetes.capabilities], MANDATORY),
+    ResourceValidationPolicy("container-no-new-privileges", "Every container sets no-new-privileges (on Kubernetes: "
+                             "the hardened securityContext, no host namespaces or paths).",
+                             [no_new_privileges, kubernetes.security_context, kubernetes.host_access], MANDATORY),
     ResourceValidationPolicy(
-        "no-public-ports", "No port binds 0.0.0.0/::/empty unless the stack sets allowPublicPorts.",
-        no_public_ports, MANDATORY,
+        "no-public-ports", "No port binds 0.0.0.0/::/empty (no LoadBalancer, NodePort or host port) unless the stack "
+        "sets allowPublicPorts.",
+        [no_public_ports, kubernetes.no_public_services, kubernetes.no_host_ports], MANDATORY,
         config_schema=PolicyConfigSchema(properties={ALLOW_PUBLIC_PORTS: {"type": "boolean"}})),
     ResourceValidationPolicy("images-pinned", "Every image is pinned by tag or digest (never latest or untagged).",
-                             pinned_images, MANDATORY),
+                             [pinned_images, kubernetes.pinned_images], MANDATORY),
     ResourceValidationPolicy("no-plain-secrets",
-                             "No secret-looking value in plain container environment or uploads.",
-                             no_plain_secrets, MANDATORY),
-    ResourceValidationPolicy("data-volumes-protected", "Volumes labelled data=true are protected.",
-                             data_volumes_protected, MANDATORY),
-    ResourceValidationPolicy("container-healthcheck", "Containers have a healthcheck.", healthcheck, ADVISORY),
+                             "No secret-looking value in plain container environment, uploads or ConfigMaps; "
+                             "a Secret's data are Pulumi secrets.",
+                             [no_plain_secrets, kubernetes.no_plain_secret_env, kubernetes.no_plain_secret_data],
+                             MANDATORY),
+    ResourceValidationPolicy("data-volumes-protected", "Volumes labelled data=true are protected; a StatefulSet "
+                             "retains its volume claims.", [data_volumes_protected, kubernetes.retained_claims],
+                             MANDATORY),
+    ResourceValidationPolicy("container-healthcheck", "Containers have a healthcheck (on Kubernetes: readiness and "
+                             "liveness probes).", [healthcheck, kubernetes.probes], ADVISORY),
     ResourceValidationPolicy("container-restart-policy", "Containers restart unless stopped.",
                              restart_policy, ADVISORY),
     ResourceValidationPolicy("container-log-rotation", "Container logs are rotated.", log_rotation, ADVISORY),
     StackValidationPolicy("containers-in-components",
-                          "Every container belongs to an observability: component.",
-                          containers_in_components, MANDATORY),
+                          "Every container and workload belongs to an observability: component; a namespace "
+                          "with workloads denies traffic by default.",
+                          _stack_checks(containers_in_components, kubernetes.workloads_in_components,
+                                        kubernetes.default_deny), MANDATORY),
 ]

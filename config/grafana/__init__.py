@@ -19,7 +19,7 @@ from config.grafana.datasources import JAEGER_UID, LOKI_UID, PROMETHEUS_UID, ren
 from config.grafana.panels import to_json
 from config.rules import alert_names
 from config.services import Container, Credential, Endpoint, SecretFile, Service, Volume, wget_health
-from config.settings import StackSettings
+from config.settings import GRAFANA_DATABASE_KEY, StackSettings
 
 __all__ = ["GRAFANA", "JAEGER_UID", "LOKI_UID", "PROMETHEUS_UID", "PROVISIONING_DIR", "DASHBOARDS_DIR",
            "dashboards", "grafana_env", "render_grafana"]
@@ -32,6 +32,7 @@ DASHBOARDS_DIR = f"{CONFIG_ROOT}/dashboards"
 DATA_DIR = "/var/lib/grafana"
 ADMIN_PASSWORD = Credential("grafana-admin-password", 24)
 ADMIN_PASSWORD_FILE = f"/run/secrets/{ADMIN_PASSWORD.name}"
+DATABASE_URL_FILE = "/run/secrets/database-url"
 FOLDER = "Observability"
 HOME_DASHBOARD = service_overview.UID
 
@@ -92,18 +93,25 @@ def grafana_env(settings: StackSettings) -> dict[str, str]:
         "GF_LOG_CONSOLE_FORMAT": "json",
         "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH": f"{DASHBOARDS_DIR}/{HOME_DASHBOARD}.json",
         "GF_SECURITY_ADMIN_PASSWORD__FILE": ADMIN_PASSWORD_FILE,
-    }
+    } | ({"GF_DATABASE_URL__FILE": DATABASE_URL_FILE} if settings.grafana_database else {})
 
 
 def _container(settings: StackSettings) -> Container:
+    secret_files = (SecretFile(ADMIN_PASSWORD_FILE, (ADMIN_PASSWORD.name,)),)
+    if settings.grafana_database:
+        # users, sessions and dashboards' state live in the shared database: replicas are interchangeable
+        # and the data directory only holds caches
+        secret_files += (SecretFile(DATABASE_URL_FILE, (GRAFANA_DATABASE_KEY,)),)
     return Container(
         image=str(settings.service(GRAFANA.name).image),
         env=grafana_env(settings),
         files={f"{CONFIG_ROOT}/{rel}": text for rel, text in render_grafana(settings).items()},
-        secret_files=(SecretFile(ADMIN_PASSWORD_FILE, (ADMIN_PASSWORD.name,)),),
+        secret_files=secret_files,
         credentials=(ADMIN_PASSWORD,),
         file_owner=UID,
-        volumes=(Volume("grafana-data", DATA_DIR),),
+        uid=UID,
+        volumes=() if settings.grafana_database else (Volume("grafana-data", DATA_DIR),),
+        tmpfs={DATA_DIR: "rw,noexec,nosuid,size=256m"} if settings.grafana_database else {},
         health=wget_health(PORT, "/api/health"),
     )
 

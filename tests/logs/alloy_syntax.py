@@ -1,8 +1,8 @@
 """A parser for the Alloy configuration syntax subset the stack renders (no alloy binary here).
 
 Blocks (`name.part "label" { ... }`), attributes (`key = value`), strings, numbers, booleans,
-null, lists, objects and references (`discovery.docker.containers.targets`); `//` and `/* */`
-comments. Anything else is a syntax error naming the line, so the test fails on text that
+null, lists, objects, references (`discovery.docker.containers.targets`), standard-library calls
+(`sys.env("NODE_NAME")`) and string concatenation with `+`; `//` and `/* */` comments. Anything else is a syntax error naming the line, so the test fails on text that
 `alloy fmt` would reject in these forms.
 """
 
@@ -18,7 +18,7 @@ _TOKEN = re.compile(r"""
   | (?P<string>"(?:[^"\\\n]|\\.)*")
   | (?P<number>-?[0-9]+(?:\.[0-9]+)?)
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<punct>[{}\[\]=,.])
+  | (?P<punct>[{}\[\]=,.()+])
 """, re.VERBOSE | re.DOTALL)
 
 
@@ -31,6 +31,21 @@ class Ref:
     """A reference to another component's export, e.g. `loki.write.loki.receiver`."""
 
     path: str
+
+
+@dataclass(frozen=True)
+class Call:
+    """A standard-library call, e.g. `sys.env("NODE_NAME")`."""
+
+    function: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Concat:
+    """`a + b + ...`: string concatenation, evaluated by Alloy at load time."""
+
+    parts: tuple[Any, ...]
 
 
 @dataclass
@@ -111,6 +126,13 @@ class _Parser:
         return ".".join(parts)
 
     def expr(self) -> Any:
+        parts = [self.term()]
+        while self.peek()[1] == "+":
+            self.take("punct", "+")
+            parts.append(self.term())
+        return parts[0] if len(parts) == 1 else Concat(tuple(parts))
+
+    def term(self) -> Any:
         kind, value, line = self.peek()
         if kind == "string":
             self.i += 1
@@ -122,7 +144,10 @@ class _Parser:
             self.i += 1
             return {"true": True, "false": False, "null": None}[value]
         if kind == "ident":
-            return Ref(self.dotted())
+            name = self.dotted()
+            if self.peek()[1] == "(":
+                return Call(name, tuple(self.sequence("(", ")", self.expr)))
+            return Ref(name)
         if value == "[":
             return self.sequence("[", "]", self.expr)
         if value == "{":

@@ -180,35 +180,48 @@ def engine_urn(run: ProgramRun, reg: Registration) -> str:
     return f"urn:pulumi:{run.stack}::{PROJECT}::{'$'.join(reversed(chain))}::{reg.name}"
 
 
-def container_graph(run: ProgramRun) -> dict[str, set[str]]:
-    """Container name -> names of the containers it waits for (directly or through a component)."""
+WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:apps/v1:DaemonSet")
+
+
+def _graph(run: ProgramRun, types: tuple[str, ...]) -> dict[str, set[str]]:
+    """Name -> names of the resources of `types` it waits for (directly or through a component)."""
     by_urn = run.by_urn()
     children: dict[str, list[Registration]] = {}
     for r in run.resources:
         if r.parent:
             children.setdefault(r.parent, []).append(r)
 
-    def containers_under(urn: str) -> set[str]:
+    def under(urn: str) -> set[str]:
         found: set[str] = set()
         for child in children.get(urn, []):
-            if child.type == CONTAINER:
+            if child.type in types:
                 found.add(child.name)
-            found |= containers_under(child.urn)
+            found |= under(child.urn)
         return found
 
     graph: dict[str, set[str]] = {}
-    for c in run.by_type(CONTAINER):
+    for c in (r for r in run.resources if r.type in types):
         deps: set[str] = set()
         for dep in c.dependencies:
             target = by_urn.get(dep)
             if target is None:
                 continue
-            if target.type == CONTAINER:
+            if target.type in types:
                 deps.add(target.name)
             elif target.type.startswith("observability:"):
-                deps |= containers_under(dep)
+                deps |= under(dep)
         graph[c.name] = deps - {c.name}
     return graph
+
+
+def container_graph(run: ProgramRun) -> dict[str, set[str]]:
+    """Container name -> names of the containers it waits for (directly or through a component)."""
+    return _graph(run, (CONTAINER,))
+
+
+def workload_graph(run: ProgramRun) -> dict[str, set[str]]:
+    """Kubernetes workload name -> names of the workloads it waits for (their rollouts are awaited)."""
+    return _graph(run, WORKLOADS)
 
 
 def topological_order(graph: dict[str, set[str]]) -> list[str]:
@@ -226,9 +239,14 @@ def topological_order(graph: dict[str, set[str]]) -> list[str]:
 
 
 def critical_path(run: ProgramRun) -> list[str]:
-    """The longest chain of containers that must become healthy one after another."""
-    graph = container_graph(run)
-    waits = {name: bool(reg.inputs.get("wait")) for name, reg in run.containers.items()}
+    """The longest chain of containers (on a cluster: workloads) that must become healthy (ready) one after another."""
+    if run.containers:
+        graph = container_graph(run)
+        waits = {name: bool(reg.inputs.get("wait")) for name, reg in run.containers.items()}
+    else:  # pulumi-kubernetes awaits every rollout unless told not to
+        graph = workload_graph(run)
+        waits = {r.name: (r.inputs.get("metadata", {}).get("annotations") or {}).get("pulumi.com/skipAwait") != "true"
+                 for r in run.resources if r.type in WORKLOADS}
     best: dict[str, list[str]] = {}
     for name in topological_order(graph):
         longest = max((best[d] for d in graph[name] if waits.get(d)), key=len, default=[])
@@ -243,6 +261,21 @@ STAGING_SECRETS = {
 }
 
 
+# What the cluster stack needs besides the alert secrets: object store keys, the database, OpenSearch.
+K8S_SECRETS = {
+    **STAGING_SECRETS,
+    "objectStoreAccessKeyId": "AKIAIOSFODNN7EXAMPLE",
+    "objectStoreSecretAccessKey": "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY",
+    "grafanaDatabaseUrl": "postgres://grafana:db-secret-password@db.example.internal:5432/grafana",
+    "jaegerStoragePassword": "opensearch-secret-password",
+}
+
+
+def stack_secrets(stack: str) -> dict[str, str] | None:
+    """The secrets a user sets before deploying `stack` (dev needs none)."""
+    return None if stack == "dev" else dict(K8S_SECRETS if stack == "k8s" else STAGING_SECRETS)
+
+
 def run_stack(stack: str, overrides: dict[str, Any] | None = None) -> ProgramRun:
-    """Run a committed stack as a user would: staging and prod with their alert secrets set."""
-    return run_program(stack, overrides, None if stack == "dev" else dict(STAGING_SECRETS))
+    """Run a committed stack as a user would: staging, prod and k8s with their secrets set."""
+    return run_program(stack, overrides, stack_secrets(stack))
