@@ -32,7 +32,7 @@ from config.settings import (
     GRAFANA_DATABASE_KEY, JAEGER_STORAGE_PASSWORD_KEY, OBJECT_STORE_SECRET_KEYS, StackSettings, from_values,
     stack_file_values,
 )
-from tests.slo.procs import Proc, free_port, wait_http
+from tests.slo.procs import Proc, Started, free_port, wait_http
 from tests.tools import require
 from webhook_receiver import Notification, WebhookReceiver
 
@@ -80,7 +80,7 @@ class Outcome:
     killed_after_alert_s: float | None = None  # kill inside group_wait: seconds after the peer had the alert
 
 
-class HaRig:
+class HaRig(Started):
     """`with HaRig(peers=3, clustered=True) as rig:` starts receiver, Alertmanagers, then (in `fire`) Prometheus."""
 
     def __init__(self, peers: int, clustered: bool, timings: Timings | None = None) -> None:
@@ -98,17 +98,9 @@ class HaRig:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    def __enter__(self) -> "HaRig":
-        try:
-            self.receiver.start()
-            self._start_alertmanagers()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def start(self) -> None:
+        self.receiver.start()
+        self._start_alertmanagers()
 
     def stop(self) -> None:
         for proc in [*self.proms, *self.ams]:

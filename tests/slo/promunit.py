@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from config import slo
-from config.rules import RuleTimings, render_rule_files
+from config.rules import RuleTimings, alert_names, render_rule_files
 from config.settings import StackSettings
 
 ROUTE = "/v1/detect"
@@ -57,15 +57,6 @@ def service_series(settings: StackSettings, service: str, phases: list[Phase]) -
     add("http_request_duration_seconds_bucket", ', le="+Inf"', [p.ok + p.errors + p.mid + p.slow for p in per])
     add("http_request_duration_seconds_count", "", [p.ok + p.errors + p.mid + p.slow for p in per])
     return series
-
-
-def alert_names(settings: StackSettings) -> list[str]:
-    """Every alert name the rendered rule files define."""
-    names: list[str] = []
-    for text in render_rule_files(settings).values():
-        for group in yaml.safe_load(text)["groups"]:
-            names += [r["alert"] for r in group["rules"] if "alert" in r and r["alert"] not in names]
-    return names
 
 
 def expect(eval_time: str, alertname: str, alerts: list[dict[str, str]] | None = None) -> dict[str, Any]:
