@@ -413,8 +413,8 @@ class ObjectStore(Protocol):
     """What mime-server needs of a storage backend (:class:`ContentStore`, ``S3ContentStore``)."""
 
     memory: MemoryBudget
-    # True when get() and check_ready() go over the network: the server then runs them in a thread
-    # (the filesystem store's get() is one stat, cheaper inline than a thread hop).
+    # True when get() goes over the network: the server then runs it in a thread (the filesystem
+    # store's get() is one stat, cheaper inline than a thread hop).
     remote: bool
 
     @property
