@@ -28,8 +28,13 @@ from mime_server.limits import UPLOAD_MEMORY_BUDGET_BYTES
 from mime_server.logs import JsonLogger
 from mime_server.metrics import HttpMetrics, MimeMetrics, metrics_response, new_registry
 from mime_server.observe import AccessLog, ObservabilityMiddleware, leaf_span
-from mime_server.ranges import ObjectResponse, RangeNotSatisfiable, none_match, satisfiable_ranges
-from mime_server.storage import ContentStore, InvalidObjectId, ObjectNotFound, PendingUpload
+from mime_server.ranges import (
+    ObjectResponse, RangeNotSatisfiable, RemoteObjectResponse, none_match, satisfiable_ranges,
+)
+from mime_server.storage import (
+    ContentStore, InvalidObjectId, ObjectNotFound, ObjectStore, PendingUpload, S3Location, StorageUnavailable,
+    StoredObject,
+)
 from mime_server.tracing import tracer_provider_from_env
 from mime_server.uploads import Body, Flush, clean_filename, read_upload
 
@@ -43,14 +48,33 @@ STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
+# Seconds a client is told to wait after the object store could not be reached.
+STORAGE_RETRY_AFTER_S = 5
+
+
 @dataclass(frozen=True)
 class ServerSettings:
-    """Everything mime-server needs to start."""
+    """Everything mime-server needs to start: a storage directory (filesystem backend) or an S3
+    location (S3 backend), exactly one of them."""
 
-    storage: Path
+    storage: Path | None = None
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     admin_key: str | None = None
     upload_memory_budget: int = UPLOAD_MEMORY_BUDGET_BYTES
+    s3: S3Location | None = None
+
+
+def open_store(settings: ServerSettings) -> ObjectStore:
+    """The storage backend the settings name; boto3 is imported only for the S3 one."""
+    if (settings.storage is None) == (settings.s3 is None):
+        raise ValueError(f"exactly one of storage (a directory) and s3 (a bucket) must be set, got "
+                         f"storage={settings.storage!r}, s3={settings.s3!r}")
+    if settings.s3 is not None:
+        from mime_server.s3storage import S3ContentStore
+
+        return S3ContentStore(settings.s3, memory_budget=settings.upload_memory_budget)
+    assert settings.storage is not None
+    return ContentStore(settings.storage, memory_budget=settings.upload_memory_budget)
 
 
 class MimeServer:
@@ -61,7 +85,7 @@ class MimeServer:
         if settings.max_upload_bytes < 1:
             raise ValueError(f"max_upload_bytes must be positive, got {settings.max_upload_bytes}")
         self.settings = settings
-        self.store = ContentStore(settings.storage, memory_budget=settings.upload_memory_budget)
+        self.store = open_store(settings)
         self.detector = Detector()
         self.faults = FaultInjector()
         self.tracer = tracer_provider.get_tracer("mime_server")
@@ -177,8 +201,14 @@ class MimeServer:
         return detection, object_id, created
 
     def _storage_failure(self, exc: OSError, request: Request) -> Exception:
-        """What a failed write to the storage volume is answered with: 507 when the volume is full
-        (the error's text, which names paths, only in the log), else the error itself (a 500)."""
+        """What a failed storage call is answered with: 503 when the object store could not be reached
+        (retrying is safe), 507 when the volume is full (the error's text, which names paths and keys,
+        only in the log), else the error itself (a 500)."""
+        if isinstance(exc, StorageUnavailable):
+            self.logger.log("error", "object store unavailable: request refused", error=str(exc),
+                            request_id=request.state.request_id)
+            return ApiError(503, "storage_unavailable", "the object store could not be reached: retry later "
+                            "(a retried upload is stored once)", None, {"retry-after": str(STORAGE_RETRY_AFTER_S)})
         if exc.errno not in STORAGE_FULL:
             return exc
         self.logger.log("error", "storage full: request refused", errno=errno.errorcode.get(exc.errno or 0),
@@ -229,23 +259,36 @@ class MimeServer:
         raw_id = request.path_params["id"]
         with leaf_span(self.tracer, "storage.read") as span:
             try:
-                stored = self.store.get(raw_id)
+                if self.store.remote:
+                    stored = await anyio.to_thread.run_sync(self.store.get, raw_id)
+                else:  # one stat: cheaper inline than a thread hop
+                    stored = self.store.get(raw_id)
             except InvalidObjectId as exc:
                 raise ApiError(400, "invalid_id", str(exc), exc.value) from None
             except ObjectNotFound as exc:
                 raise ApiError(404, "not_found", "no object with this id", exc.value) from None
+            except StorageUnavailable as exc:
+                raise self._storage_failure(exc, request) from None
             span.set_attribute("object.id", stored.id)
         mime_type = stored.metadata.get("mime_type")
         charset = stored.metadata.get("charset")
-        if mime_type is None:  # sidecar lost: detect again rather than serve a wrong type
-            detection = await anyio.to_thread.run_sync(self.detector.detect_file, str(stored.path), None)
+        if mime_type is None:  # metadata lost or never written: detect again rather than serve a wrong type
+            try:
+                detection = await anyio.to_thread.run_sync(self._detect_stored, stored)
+            except StorageUnavailable as exc:
+                raise self._storage_failure(exc, request) from None
             mime_type, charset = detection.mime_type, detection.charset
         etag = f'"{stored.id}"'
         if none_match(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers={"etag": etag})
         content_type = Detection(mime_type, charset, False).content_type
-        response = ObjectResponse(stored.path, stat_result=stored.stat, media_type=content_type,
-                                  headers={"etag": etag, "cache-control": "public, max-age=31536000, immutable"})
+        headers = {"etag": etag, "cache-control": "public, max-age=31536000, immutable"}
+        response: ObjectResponse
+        if stored.path is not None:
+            response = ObjectResponse(stored.path, stat_result=stored.stat, media_type=content_type, headers=headers)
+        else:
+            assert stored.open_range is not None
+            response = RemoteObjectResponse(stored.open_range, stored.stat, media_type=content_type, headers=headers)
         if_range = request.headers.get("if-range")
         if if_range is None or if_range in (etag, response.headers.get("last-modified")):
             try:
@@ -255,6 +298,18 @@ class MimeServer:
                                {"content-range": f"bytes */{exc.size}"}) from None
         return response
 
+    def _detect_stored(self, stored: StoredObject) -> Detection:
+        """Detect a stored object's type again: from its file, or from the prefix libmagic reads. Blocking."""
+        if stored.path is not None:
+            return self.detector.detect_file(str(stored.path), None)
+        assert stored.open_range is not None
+        reader = stored.open_range(0, min(stored.stat.st_size, self.detector.bytes_max))
+        try:
+            prefix = reader.read()
+        finally:
+            reader.close()
+        return self.detector.detect_bytes(prefix, None)
+
     # -- operations ------------------------------------------------------------------------------
 
     async def healthz(self, request: Request) -> Response:
@@ -262,10 +317,11 @@ class MimeServer:
 
     async def readyz(self, request: Request) -> Response:
         try:
-            await anyio.to_thread.run_sync(self.store.check_writable)
+            await anyio.to_thread.run_sync(self.store.check_ready)
         except OSError as exc:
-            return JSONResponse({"status": "unavailable", "detail": f"storage not writable: {exc}",
-                                 "value": str(self.store.root)}, status_code=503)
+            detail = str(exc) if isinstance(exc, StorageUnavailable) else f"storage not writable: {exc}"
+            return JSONResponse({"status": "unavailable", "detail": detail, "value": self.store.location},
+                                status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def metrics_endpoint(self, request: Request) -> Response:

@@ -1,4 +1,11 @@
-"""Content-addressed object store on a local directory, with crash-safe atomic writes.
+"""Content-addressed object store on a local directory, with crash-safe atomic writes; the storage
+interface both backends implement (:class:`ObjectStore`) and the upload buffer they share.
+
+mime-server keeps its files here (``--storage-backend filesystem``, the default) or in an
+S3-compatible bucket (``--storage-backend s3``, :mod:`mime_server.s3storage`, which alone imports
+boto3). Both give the same guarantees: an upload is acknowledged only once its object is durable,
+an object is stored under the sha256 of its bytes (so a retry or a twin upload stores nothing new),
+and no partial object is ever visible.
 
 Layout under the storage root::
 
@@ -47,7 +54,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mime_server.limits import UPLOAD_MEMORY_BUDGET_BYTES
 
@@ -80,14 +87,66 @@ class ObjectNotFound(KeyError):
         self.value = object_id
 
 
+class StorageUnavailable(OSError):
+    """The object store could not be reached or refused the request: nothing is known to be stored,
+    and a retry is safe (content addressing makes it idempotent)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(errno.EIO, detail)
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+class StorageConfigError(ValueError):
+    """A storage setting that cannot work (a bucket that does not exist, credentials it refuses);
+    the message names the option."""
+
+
+class RangeReader(Protocol):
+    """Bytes of one range of a stored object, read in order (a file, or an object store's response body)."""
+
+    def read(self, size: int = -1) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class StoredObject:
-    """A committed object: where it lives and what was detected about it."""
+    """A committed object: what was detected about it, its size and modification time (``stat``), and
+    where its bytes are: a local file (``path``, filesystem backend) or a remote object read through
+    ``open_range(start, end)``, a blocking reader of bytes ``start`` to ``end - 1``."""
 
     id: str
-    path: Path
+    path: Path | None
     stat: os.stat_result
     metadata: dict[str, Any]
+    open_range: Callable[[int, int], RangeReader] | None = None
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """Where the S3 backend keeps objects: a bucket, a key prefix (empty or ending in ``/``), the
+    endpoint of an S3-compatible store (None: AWS) and the region (None: botocore's own lookup)."""
+
+    bucket: str
+    prefix: str = ""
+    endpoint: str | None = None
+    region: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.bucket:
+            raise StorageConfigError("--s3-bucket must name a bucket, got ''")
+        if self.prefix and (not self.prefix.endswith("/") or self.prefix.startswith("/")):
+            raise StorageConfigError(f"--s3-prefix must be empty or end with '/' and not start with it, "
+                                     f"got {self.prefix!r}")
+        if self.endpoint is not None and not self.endpoint.startswith(("http://", "https://")):
+            raise StorageConfigError(f"--s3-endpoint must be an http:// or https:// URL, got {self.endpoint!r}")
+
+    def __str__(self) -> str:
+        where = f" at {self.endpoint}" if self.endpoint else ""
+        return f"s3://{self.bucket}/{self.prefix}{where}"
 
 
 def validate_id(value: str) -> str:
@@ -191,7 +250,7 @@ class GroupSync:
                 raise OSError(self._error.errno, self._error.strerror) from self._error
 
 
-class _IdLocks:
+class IdLocks:
     """One lock per object id while in use: serialises commits of the same content."""
 
     def __init__(self) -> None:
@@ -245,8 +304,11 @@ class PendingUpload:
     """
 
     def __init__(self, tmp_dir: Path, spill_threshold: int = SPILL_THRESHOLD,
-                 budget: MemoryBudget | None = None, hashed: bool = True) -> None:
+                 budget: MemoryBudget | None = None, hashed: bool = True, fsync: bool = True) -> None:
         self._tmp_dir = tmp_dir
+        # The filesystem store renames the temp file into objects/, so it must be durable first; the
+        # S3 store only reads it back to upload it, and a crash loses it either way.
+        self._fsync = fsync
         self._threshold = spill_threshold
         self._budget = budget
         self._chunks: list[bytes] = []
@@ -313,8 +375,9 @@ class PendingUpload:
         _write_chunks(self._fd, chunks)
 
     def finish(self) -> Path:
-        """Write everything to the temp file (creating it if the upload was in memory), fsync and
-        close it, so its bytes are durable before any rename; return its path. Blocking."""
+        """Write everything to the temp file (creating it if the upload was in memory), fsync (unless
+        begun with ``fsync=False``) and close it, so its bytes are durable before any rename; return
+        its path. Blocking."""
         if self._durable:
             assert self.path is not None
             return self.path
@@ -322,7 +385,8 @@ class PendingUpload:
         assert self._fd is not None and self.path is not None
         fd, self._fd = self._fd, None
         try:
-            os.fsync(fd)
+            if self._fsync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         self._durable = True
@@ -345,12 +409,53 @@ class PendingUpload:
             self.path = None
 
 
+class ObjectStore(Protocol):
+    """What mime-server needs of a storage backend (:class:`ContentStore`, ``S3ContentStore``)."""
+
+    memory: MemoryBudget
+    # True when get() goes over the network: the server then runs it in a thread (the filesystem
+    # store's get() is one stat, cheaper inline than a thread hop).
+    remote: bool
+
+    @property
+    def location(self) -> str:
+        """Where the objects are, for operators (a directory, or s3://bucket/prefix)."""
+        ...
+
+    def begin(self, hashed: bool = True) -> PendingUpload:
+        """Start receiving an upload (in memory, spilled to local disk past the threshold)."""
+        ...
+
+    def commit(self, upload: PendingUpload, metadata: dict[str, Any]) -> tuple[str, bool]:
+        """Make an upload durable and visible under its sha256, with its metadata; return (id, created).
+        Blocking. The upload is discarded in every case."""
+        ...
+
+    def get(self, object_id: str) -> StoredObject:
+        """A committed object by id; raise InvalidObjectId or ObjectNotFound (or StorageUnavailable)."""
+        ...
+
+    def object_ids(self) -> list[str]:
+        """Ids of every visible object (a full listing: for tests and tools, not for requests)."""
+        ...
+
+    def usage(self) -> tuple[int, int]:
+        """(objects, bytes) the stored-objects gauges start from."""
+        ...
+
+    def check_ready(self) -> None:
+        """Raise OSError unless the store can take an upload now. Blocking."""
+        ...
+
+
 class ContentStore:
-    """Stores bytes under their sha256; the same content is stored once.
+    """Stores bytes under their sha256 in a local directory; the same content is stored once.
 
     ``fsync_dir`` is the directory fsync (injectable for tests); commits share it through a
     :class:`GroupSync` on ``objects/``. Uploads stay in memory up to ``spill_threshold`` bytes.
     """
+
+    remote = False
 
     def __init__(self, root: Path, fsync_dir: Callable[[Path], None] = _fsync_dir,
                  spill_threshold: int = SPILL_THRESHOLD, memory_budget: int = UPLOAD_MEMORY_BUDGET_BYTES) -> None:
@@ -364,7 +469,11 @@ class ContentStore:
             directory.mkdir(parents=True, exist_ok=True)
         self._clean_tmp()
         self.objects_sync = GroupSync(lambda: fsync_dir(self.objects))
-        self._id_locks = _IdLocks()
+        self._id_locks = IdLocks()
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
 
     def _clean_tmp(self) -> None:
         # Leftovers of uploads interrupted by a crash: never acknowledged, safe to drop.
@@ -470,7 +579,7 @@ class ContentStore:
                 total += entry.stat().st_size
         return count, total
 
-    def check_writable(self) -> None:
+    def check_ready(self) -> None:
         """Raise OSError unless a file can be created, fsynced and removed in the temp area."""
         fd, name = tempfile.mkstemp(prefix="ready-", dir=self.tmp)
         try:

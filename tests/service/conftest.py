@@ -1,12 +1,17 @@
-"""Fixtures for the mime-server and gateway tests: in-process apps with captured spans, metrics and logs."""
+"""Fixtures for the mime-server and gateway tests: in-process apps with captured spans, metrics and logs;
+moto's S3 server on 127.0.0.1 for the S3 storage backend."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,12 +64,14 @@ def traced_provider() -> tuple[TracerProvider, InMemorySpanExporter]:
 
 
 def make_server(tmp_path: Path, **settings: Any) -> Harness:
+    """mime-server on the filesystem backend under ``tmp_path/storage``, or on the S3 backend when
+    ``settings`` has ``s3`` (a location; spilled uploads then go under the temp directory)."""
     provider, exporter = traced_provider()
     registry = new_registry()
     log = io.StringIO()
     storage = tmp_path / "storage"
-    app = create_app(ServerSettings(storage=storage, **settings), tracer_provider=provider,
-                     registry=registry, log_stream=log)
+    server_settings = ServerSettings(**settings) if "s3" in settings else ServerSettings(storage=storage, **settings)
+    app = create_app(server_settings, tracer_provider=provider, registry=registry, log_stream=log)
     return Harness(app, TestClient(app), exporter, registry, log, storage)
 
 
@@ -125,3 +132,79 @@ def eventually(check: Any, timeout: float = 3.0) -> Any:
         if value or time.monotonic() > deadline:
             return value
         time.sleep(0.01)
+
+
+# -- S3: moto's server as a subprocess on 127.0.0.1 ---------------------------------------------
+
+MOTO_REGION = "us-east-1"
+MOTO_KEYS = ("moto-test-key", "moto-test-secret")
+
+
+@dataclass
+class MotoS3:
+    """moto's S3 server: an endpoint on 127.0.0.1, and the credentials file a mime-server reads as on a cluster."""
+
+    endpoint: str
+    credentials_file: Path
+
+    def env(self) -> dict[str, str]:
+        """What a process using the S3 backend here needs: the credentials file, the region, and no
+        instance-metadata lookup (it would go to an address off this machine)."""
+        return {"AWS_SHARED_CREDENTIALS_FILE": str(self.credentials_file), "AWS_REGION": MOTO_REGION,
+                "AWS_CONFIG_FILE": str(self.credentials_file.with_name("no-config")),
+                "AWS_EC2_METADATA_DISABLED": "true"}
+
+    def process_env(self) -> dict[str, str]:
+        """os.environ without any AWS setting of its own, plus :meth:`env`."""
+        return {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **self.env()}
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.session.Session().client(
+            "s3", endpoint_url=self.endpoint, region_name=MOTO_REGION, aws_access_key_id=MOTO_KEYS[0],
+            aws_secret_access_key=MOTO_KEYS[1])
+
+    def new_bucket(self) -> str:
+        """A fresh bucket per test: tests never see each other's objects."""
+        name = f"mime-{uuid.uuid4().hex[:20]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+
+def wait_until_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on port {port} after {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-c", "from moto.server import main; main()", "-H", "127.0.0.1",
+                                "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_listening(port, process)
+        credentials = tmp_path_factory.mktemp("aws") / "credentials"
+        credentials.write_text(f"[default]\naws_access_key_id = {MOTO_KEYS[0]}\n"
+                               f"aws_secret_access_key = {MOTO_KEYS[1]}\n")
+        yield MotoS3(f"http://127.0.0.1:{port}", credentials)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_env(moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch) -> MotoS3:
+    """This process set up as a cluster's mime-server is: AWS settings from moto_s3.env() alone."""
+    for name in [name for name in os.environ if name.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for name, value in moto_s3.env().items():
+        monkeypatch.setenv(name, value)
+    return moto_s3

@@ -16,6 +16,7 @@ import pytest
 
 from mime_server import __main__ as server_cli
 from mime_server import gateway as gateway_cli
+from mime_server.storage import S3Location
 from tests.service.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,6 +40,45 @@ def test_server_refuses_bad_values_naming_them(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         server_cli.parse_args(["--storage", "/d", "--max-upload-bytes", "lots"], {})
     assert "'lots'" in capsys.readouterr().err
+
+
+def test_storage_backend_options_and_their_env_variables() -> None:
+    args = server_cli.parse_args(["--storage", "/data"], {})
+    assert (args.storage_backend, args.storage, args.s3) == ("filesystem", "/data", None)
+    # The cluster's command line; MIME_STORAGE is the image's default directory, not used on S3.
+    args = server_cli.parse_args(["--storage-backend", "s3", "--s3-bucket", "observability-k8s", "--s3-prefix",
+                                  "mime-storage/", "--s3-endpoint", "https://s3.example.internal"],
+                                 {"MIME_STORAGE": "/data", "AWS_REGION": "eu-central-1"})
+    assert (args.storage, args.s3) == (None, S3Location("observability-k8s", "mime-storage/",
+                                                        "https://s3.example.internal", "eu-central-1"))
+    env = {"MIME_STORAGE_BACKEND": "s3", "MIME_S3_BUCKET": "b-from-env", "MIME_S3_PREFIX": "p/",
+           "MIME_S3_ENDPOINT": "http://127.0.0.1:9000"}
+    assert server_cli.parse_args([], env).s3 == S3Location("b-from-env", "p/", "http://127.0.0.1:9000", None)
+    assert server_cli.parse_args(["--s3-bucket", "other"], env).s3.bucket == "other"
+    assert server_cli.parse_args(["--storage-backend", "s3", "--s3-bucket", "b"], {}).s3 == S3Location("b")
+
+
+@pytest.mark.parametrize(("argv", "env", "message"), [
+    (["--storage-backend", "s3"], {}, "--s3-bucket (env MIME_S3_BUCKET) is required with --storage-backend s3"),
+    (["--storage-backend", "s3", "--s3-bucket", ""], {}, "--s3-bucket (env MIME_S3_BUCKET) is required"),
+    (["--storage-backend", "s3", "--s3-bucket", "b", "--storage", "/data"], {},
+     "--storage is the filesystem backend's directory: not used with --storage-backend s3"),
+    (["--storage", "/data", "--s3-bucket", "b"], {},
+     "--s3-bucket (env MIME_S3_BUCKET) is an option of --storage-backend s3, not of filesystem"),
+    (["--storage", "/data"], {"MIME_S3_ENDPOINT": "http://127.0.0.1:9000"},
+     "--s3-endpoint (env MIME_S3_ENDPOINT) is an option of --storage-backend s3"),
+    ([], {"MIME_STORAGE_BACKEND": "s3", "MIME_S3_BUCKET": "b", "MIME_S3_PREFIX": "mime-storage"},
+     "--s3-prefix must be empty or end with '/' and not start with it, got 'mime-storage'"),
+    (["--storage-backend", "s3", "--s3-bucket", "b", "--s3-endpoint", "127.0.0.1:9000"], {},
+     "--s3-endpoint must be an http:// or https:// URL, got '127.0.0.1:9000'"),
+    (["--storage-backend", "gcs", "--storage", "/d"], {}, "argument --storage-backend: invalid choice: 'gcs'"),
+    ([], {"MIME_STORAGE_BACKEND": "filesystem"}, "--storage (env MIME_STORAGE) is required"),
+])
+def test_storage_options_of_the_wrong_backend_are_refused_naming_them(
+        argv: list[str], env: dict[str, str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        server_cli.parse_args(argv, env)
+    assert message in capsys.readouterr().err
 
 
 def test_gateway_defaults_and_env_variables() -> None:

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from mime_server import storage
-from mime_server.storage import ContentStore, GroupSync, PendingUpload
+from mime_server.storage import ContentStore, GroupSync, ObjectStore, PendingUpload
 
 METADATA = {"mime_type": "text/plain", "charset": "us-ascii"}
 
 
-def upload(store: ContentStore, data: bytes, piece: int = 4096) -> PendingUpload:
+def upload(store: ObjectStore, data: bytes, piece: int = 4096) -> PendingUpload:
     pending = store.begin()
     for start in range(0, len(data), piece):
         pending.write(data[start:start + piece])
@@ -27,8 +27,8 @@ def upload(store: ContentStore, data: bytes, piece: int = 4096) -> PendingUpload
     return pending
 
 
-def commit(store: ContentStore, data: bytes) -> tuple[str, bool]:
-    return store.commit(upload(store, data), {**METADATA, "size": len(data)})
+def commit(store: ObjectStore, data: bytes, piece: int = 4096) -> tuple[str, bool]:
+    return store.commit(upload(store, data, piece), {**METADATA, "size": len(data)})
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
