@@ -14,6 +14,7 @@ from config.services import (
     python_health,
 )
 from config.settings import OBJECT_STORE_SECRET_KEYS, StackSettings
+from mime_server.limits import POOL_CONNECTIONS
 
 MIME_PORT = 8080
 GATEWAY_PORT = 8000
@@ -70,7 +71,11 @@ def _mime_server(settings: StackSettings) -> Container:
         env["MIME_ADMIN_KEY_FILE"] = path
     command: tuple[str, ...] = ("python", "-m", "mime_server", "--host", "0.0.0.0", "--port", str(MIME_PORT))
     volumes: tuple[Volume, ...] = (STORAGE,)
+    tmp_mb = 64
     if settings.object_store:
+        # on an object store, bodies past the memory budget spill to /tmp (on the volume otherwise):
+        # room for the largest upload on every connection the gateway's pool and the scrapes can hold
+        tmp_mb = -(-settings.mime_server_max_upload_bytes * (POOL_CONNECTIONS + 16) // (1024 * 1024))
         command += ("--storage-backend", "s3", "--s3-bucket", settings.object_store_bucket, "--s3-prefix", S3_PREFIX)
         if settings.object_store_endpoint:
             command += ("--s3-endpoint", settings.object_store_endpoint)
@@ -90,7 +95,7 @@ def _mime_server(settings: StackSettings) -> Container:
         volumes=volumes,
         health=python_health(MIME_PORT, "/healthz"),
         read_only=True,
-        tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
+        tmpfs={"/tmp": f"rw,noexec,nosuid,size={tmp_mb}m"},
     )
 
 

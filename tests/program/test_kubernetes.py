@@ -347,3 +347,16 @@ def test_strict_validation_rejects_a_field_the_api_does_not_know():
     broken["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFs"] = True
     with pytest.raises(kubernetes_validate.ValidationError, match="readOnlyRootFs"):
         kubernetes_validate.validate(broken, newest_schema(), strict=True)
+
+
+def test_mime_server_s_tmp_holds_the_largest_upload_of_every_upstream_connection():
+    """On an object store, bodies past the memory budget spill to /tmp: its size limit must hold them,
+    or the kubelet evicts the pod where a 507 was due."""
+    from config.workload import MIME_SERVER
+    from mime_server.limits import POOL_CONNECTIONS
+
+    values, _ = stack_file_values("k8s")
+    settings = from_values("k8s", values, set(harness.K8S_SECRETS))
+    tmp = MIME_SERVER.container(settings).tmpfs["/tmp"]
+    size_mb = int(tmp.rsplit("size=", 1)[1].rstrip("m"))
+    assert size_mb * 1024 * 1024 >= settings.mime_server_max_upload_bytes * (POOL_CONNECTIONS + 16)
