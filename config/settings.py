@@ -83,7 +83,7 @@ class SloTargets(BaseModel):
 class StackSettings(BaseModel):
     """Every setting of one stack, typed and validated. Field aliases are the Pulumi keys."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid", allow_inf_nan=False)
 
     stack: str
     secrets_set: frozenset[str] = frozenset()
@@ -555,6 +555,8 @@ def _from_validation_error(exc: ValidationError, flat: Mapping[str, Any],
                     else f"a value matching {pattern}")
     elif "missing" == first["type"]:
         return SettingsError(f"{PROJECT}:{key} is not set and has no default in Pulumi.yaml")
+    if first["type"] == "finite_number":
+        expected = "a finite number"
     return _err(key, first.get("input"), expected.replace("Input should be ", "a value ").replace("Input ", "a value "))
 
 

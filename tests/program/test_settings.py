@@ -170,3 +170,11 @@ def test_edge_limits_that_contradict_each_other_are_refused(values, key, expecte
     with pytest.raises(SettingsError) as err:
         from_values("dev", {**DEV, **values})
     assert str(err.value).startswith(f"observability:{key} = ") and expected in str(err.value)
+
+
+@pytest.mark.parametrize("key", ["gatewayAuthFailureRate", "mimeServerHeaderTimeoutSeconds", "gatewayRateLimit"])
+def test_an_infinite_or_nan_number_is_refused_before_any_service_is(key):
+    """The services refuse anything but a positive finite number at start; the settings say so first."""
+    for bad in ("inf", "nan"):
+        with pytest.raises(SettingsError, match=rf"observability:{key} = '{bad}': expected a finite number"):
+            from_values("dev", {**DEV, key: bad})
