@@ -101,7 +101,7 @@ def extension_mismatch(filename: str | None, mime_type: str) -> bool:
 
 
 # Detections running at once, each with its own libmagic cookie. A cookie holds its own copy of the
-# compiled magic database (about 8 MB each, measured); one per worker thread, as there were, made 50
+# compiled magic database (megabytes each); one per worker thread, as there were, made 50
 # concurrent uploads (40 threads) take mime-server past its 256 MB limit (bench.edge). libmagic also
 # reads up to bytes_max (7 MiB) of a file into a buffer per call. Detection takes milliseconds, so a
 # few cookies cost no throughput.

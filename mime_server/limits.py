@@ -1,8 +1,8 @@
 """The edge limits of both services: what one client may cost in memory, time and connections, defaults in one place.
 
 Each limit is a command-line option and an environment variable of the service
-(``--max-header-bytes`` / ``MIME_MAX_HEADER_BYTES`` or ``GATEWAY_MAX_HEADER_BYTES``);
-EDGE_SETTINGS.md lists them for the stack settings.
+(``--max-header-bytes`` / ``MIME_MAX_HEADER_BYTES`` or ``GATEWAY_MAX_HEADER_BYTES``); a stack
+sets them through its settings (README, "The workload's limits").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Jaeger v2 is an OpenTelemetry collector (otelcol_* metrics); Loki's distributor counts lines and
 bytes; the shipper's counters depend on which shipper the stack runs; Alertmanager and
-Prometheus report on themselves. README_LOGS.md maps the runbook's old names to these.
+Prometheus report on themselves. docs/metric-names.md maps the runbook's old names to these.
 """
 
 from __future__ import annotations

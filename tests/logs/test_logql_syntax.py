@@ -1,4 +1,4 @@
-"""Every LogQL query on the dashboards and in README_LOGS.md parses with Grafana's LogQL grammar.
+"""Every LogQL query on the dashboards and in the README's "Logs" section parses with Grafana's LogQL grammar.
 
 No Loki binary can be installed here, so the syntax check uses `@grafana/lezer-logql` (the
 grammar of Grafana's own query editor) under node, installed from the npm registry on first use
@@ -22,7 +22,7 @@ from config.settings import load_stack
 from tests.grafana.live import substitute
 
 GRAMMAR_DIR = Path(__file__).parent / "logql_grammar"
-README = Path(__file__).resolve().parents[2] / "config" / "grafana" / "README_LOGS.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 RUNBOOK_AS_WRITTEN = '{container="mockup-gateway"} | json level="warn" | stats count()'
 
 
