@@ -30,6 +30,7 @@ the connection and the client could lose the answer.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import uuid
 from typing import Any, ClassVar, Protocol
@@ -51,6 +52,7 @@ UNKNOWN_METHOD = "_OTHER"  # OpenTelemetry's name for a method that is not known
 _CLOSE = {"connection": "close"}
 # Where the connection is in the current request.
 IDLE, HEAD, BODY, DONE = range(4)
+_TURNS = itertools.count(1)  # the order in which connections began to wait (see EdgeProtocol._turn)
 
 
 class EdgeRecorder(Protocol):
@@ -95,6 +97,8 @@ class EdgeProtocol(HttpToolsProtocol):
         self._fields = 0
         self._refusal: tuple[int, str, str] | None = None
         self._started = 0.0       # when the connection came, the current head began, or (idle) the last answer went
+        self._turn = 0            # the same moments numbered: the loop's clock ticks in milliseconds under
+                                  # uvloop, so two connections can share a _started and only this orders them
         self._last_body = 0.0     # when the last body byte came
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
@@ -104,7 +108,7 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._started = self.loop.time()
+        self._started, self._turn = self.loop.time(), next(_TURNS)
         if len(self.connections) > self.limits.max_connections and not self._make_room():
             self._answer(503, "too_many_connections",
                          f"the service holds its limit of {self.limits.max_connections} connections, all "
@@ -150,7 +154,7 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if self.cycle is not None:  # a kept-alive connection's next request: its head's time starts now
-            self._started = self.loop.time()
+            self._started, self._turn = self.loop.time(), next(_TURNS)
         if self._head_timer is None:
             self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_expired)
         self._phase = HEAD
@@ -190,7 +194,7 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         if self._phase == DONE:
             self._phase = IDLE
-            self._started = self.loop.time()  # idle since: the order in which the cap closes connections
+            self._started, self._turn = self.loop.time(), next(_TURNS)  # idle since: the cap closes the oldest
         super().on_response_complete()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
@@ -259,7 +263,7 @@ class EdgeProtocol(HttpToolsProtocol):
             if other is self or not isinstance(other, EdgeProtocol) or other._done:
                 continue  # lingering after an answer: on its way out
             live += 1
-            if other._phase in (IDLE, HEAD) and (victim is None or other._started < victim._started):
+            if other._phase in (IDLE, HEAD) and (victim is None or other._turn < victim._turn):
                 victim = other
         if live < self.limits.max_connections:
             return True
