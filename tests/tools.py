@@ -66,3 +66,25 @@ def require(name: str) -> str:
         import pytest
 
         pytest.fail(f"the pinned {name} is not available: {exc}", pytrace=False)
+
+
+def check_rendered_prometheus(prometheus_dir: Path, workdir: Path) -> subprocess.CompletedProcess[str]:
+    """`promtool check config --lint=all --lint-fatal` on a rendered prometheus.yml with its rules.
+
+    The config names the rules by their container path; a copy in ``workdir`` names the rendered
+    files beside it instead, so the same rules are checked (duplicates and bad names fail too).
+    """
+    import yaml
+
+    config = yaml.safe_load((prometheus_dir / "prometheus.yml").read_text())
+    config["rule_files"] = [str(prometheus_dir / "rules" / "*.yml")]
+    local = workdir / "prometheus.yml"
+    local.write_text(yaml.safe_dump(config))
+    return subprocess.run([require("promtool"), "check", "config", "--lint=all", "--lint-fatal", str(local)],
+                          capture_output=True, text=True)
+
+
+def check_rendered_alertmanager(alertmanager_dir: Path) -> subprocess.CompletedProcess[str]:
+    """`amtool check-config` on a rendered alertmanager.yml."""
+    return subprocess.run([require("amtool"), "check-config", str(alertmanager_dir / "alertmanager.yml")],
+                          capture_output=True, text=True)

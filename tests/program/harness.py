@@ -9,10 +9,11 @@ inputs (where secrets still carry Pulumi's secret signature).
 from __future__ import annotations
 
 import asyncio
+import json
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pulumi
 from google.protobuf import json_format
@@ -21,7 +22,8 @@ from pulumi.runtime import settings as pulumi_settings
 
 from config.settings import PROJECT, PROJECT_DIR, declared_config, stack_file_values
 
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # the key of Pulumi's secret wrapper ...
+SECRET_VALUE_SIG = "1b47061264138c4ac30d75fd1eb44270"  # ... and its value
 FAKE_DIGEST = "sha256:" + "ab" * 32
 
 
@@ -79,12 +81,39 @@ class _Mocks(pulumi.runtime.Mocks):
 def unwrap_secrets(value: Any) -> Any:
     """The value with Pulumi's secret wrappers replaced by what they hold."""
     if isinstance(value, dict):
-        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+        if value.get(SECRET_SIG) == SECRET_VALUE_SIG:
             return unwrap_secrets(value.get("value"))
         return {k: unwrap_secrets(v) for k, v in value.items()}
     if isinstance(value, list):
         return [unwrap_secrets(v) for v in value]
     return value
+
+
+def plain_strings(value: Any, inside_secret: bool = False) -> Iterator[str]:
+    """Every string in a serialized input that is not under a secret wrapper."""
+    if isinstance(value, dict):
+        secret = value.get(SECRET_SIG) == SECRET_VALUE_SIG
+        for k, v in value.items():
+            if k != SECRET_SIG:
+                yield from plain_strings(v, inside_secret or secret)
+    elif isinstance(value, list):
+        for v in value:
+            yield from plain_strings(v, inside_secret)
+    elif isinstance(value, str) and not inside_secret:
+        yield value
+
+
+def wrapped_secrets(run: ProgramRun, values: list[str]) -> set[str]:
+    """The ``values`` found in the run's registered inputs, each only under a secret wrapper:
+    a value in plain text anywhere fails the calling test."""
+    wrapped: set[str] = set()
+    for res in run.resources:
+        for text in plain_strings(res.raw):
+            for s in values:
+                assert s not in text, f"{res.type} {res.name} carries a secret in plain text"
+        blob = json.dumps(res.raw)
+        wrapped |= {s for s in values if s in blob}
+    return wrapped
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):

@@ -14,7 +14,7 @@ from config.settings import (
     GRAFANA_DATABASE_KEY, JAEGER_STORAGE_PASSWORD_KEY, OBJECT_STORE_SECRET_KEYS, PROJECT_DIR, from_values,
     stack_file_values,
 )
-from tests.tools import require
+from tests.tools import check_rendered_alertmanager, check_rendered_prometheus
 from tests.tracing.path import jaeger_validate
 
 
@@ -33,18 +33,12 @@ def test_render_writes_the_cluster_files_per_service(rendered: Path) -> None:
 
 
 def test_promtool_accepts_the_pod_discovery_config_and_the_rules(rendered: Path, tmp_path: Path) -> None:
-    config = yaml.safe_load((rendered / "prometheus" / "prometheus.yml").read_text())
-    config["rule_files"] = [str(rendered / "prometheus" / "rules" / "*.yml")]
-    local = tmp_path / "prometheus.yml"
-    local.write_text(yaml.safe_dump(config))
-    done = subprocess.run([require("promtool"), "check", "config", "--lint=all", "--lint-fatal", str(local)],
-                          capture_output=True, text=True)
+    done = check_rendered_prometheus(rendered / "prometheus", tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_amtool_accepts_the_alertmanager_config(rendered: Path) -> None:
-    done = subprocess.run([require("amtool"), "check-config", str(rendered / "alertmanager" / "alertmanager.yml")],
-                          capture_output=True, text=True)
+    done = check_rendered_alertmanager(rendered / "alertmanager")
     assert done.returncode == 0, done.stdout + done.stderr
 
 

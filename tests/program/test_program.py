@@ -146,42 +146,22 @@ def test_critical_path_is_the_workload_then_prometheus_then_grafana(stack):
     assert path == ["jaeger", "mime-server", "mockup-gateway", "prometheus", "grafana"]
 
 
-def _plain_strings(value, inside_secret=False):
-    """Every string in a serialized input that is not under a secret wrapper."""
-    if isinstance(value, dict):
-        secret = value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270"
-        for k, v in value.items():
-            if k != SECRET_SIG:
-                yield from _plain_strings(v, inside_secret or secret)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _plain_strings(v, inside_secret)
-    elif isinstance(value, str) and not inside_secret:
-        yield value
-
-
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_no_secret_appears_in_plaintext_in_any_registered_input(stack):
     r = run(stack)
     secrets = list(harness.STAGING_SECRETS.values())
     generated = [f"generated-{n}-0123456789abcdef" for n in ("grafana-admin-password", "gateway-api-key",
                                                             "fault-admin-key")]
-    wrapped_somewhere = set()
-    for res in r.resources:
-        for text in _plain_strings(res.raw):
-            for s in secrets + generated:
-                assert s not in text, f"{res.type} {res.name} carries a secret in plain text"
-        blob = json.dumps(res.raw)
-        wrapped_somewhere |= {s for s in secrets + generated if s in blob}
+    wrapped_somewhere = harness.wrapped_secrets(r, secrets + generated)
     # The secrets did reach the containers (as secret uploads), so the scan was not vacuous.
     assert set(secrets) <= wrapped_somewhere
     assert f"generated-grafana-admin-password-0123456789abcdef" in wrapped_somewhere
 
 
 def test_secret_scan_detects_a_plain_value():
-    raw = {"envs": ["TOKEN=abc"], "uploads": [{"content": {SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270",
+    raw = {"envs": ["TOKEN=abc"], "uploads": [{"content": {SECRET_SIG: harness.SECRET_VALUE_SIG,
                                                             "value": "hidden"}}]}
-    plain = list(_plain_strings(raw))
+    plain = list(harness.plain_strings(raw))
     assert "TOKEN=abc" in plain and "hidden" not in plain
 
 

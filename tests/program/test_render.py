@@ -11,11 +11,7 @@ import yaml
 
 from config.render import render_stack, settings_for_render
 from config.settings import PROJECT_DIR, STACKS
-from tests.tools import pinned
-
-
-def _tool(name: str) -> str:
-    return pinned(name)
+from tests.tools import check_rendered_alertmanager, check_rendered_prometheus
 
 
 @pytest.fixture(scope="module", params=STACKS)
@@ -49,14 +45,7 @@ def test_render_writes_no_secret_value(rendered):
 
 def test_promtool_accepts_the_prometheus_config_and_rules(rendered, tmp_path):
     _, out = rendered
-    config = yaml.safe_load((out / "prometheus" / "prometheus.yml").read_text())
-    # The container path of the rules is /etc/prometheus/rules; check the same files here.
-    config["rule_files"] = [str(out / "prometheus" / "rules" / "*.yml")]
-    local = tmp_path / "prometheus.yml"
-    local.write_text(yaml.safe_dump(config))
-    # --lint=all: duplicate rules and rule names that are not valid metric names fail too
-    result = subprocess.run([_tool("promtool"), "check", "config", "--lint=all", "--lint-fatal", str(local)],
-                            capture_output=True, text=True)
+    result = check_rendered_prometheus(out / "prometheus", tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
     assert "rules found" in result.stdout
@@ -64,8 +53,7 @@ def test_promtool_accepts_the_prometheus_config_and_rules(rendered, tmp_path):
 
 def test_amtool_accepts_the_alertmanager_config(rendered, tmp_path):
     _, out = rendered
-    result = subprocess.run([_tool("amtool"), "check-config", str(out / "alertmanager" / "alertmanager.yml")],
-                            capture_output=True, text=True)
+    result = check_rendered_alertmanager(out / "alertmanager")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
